@@ -1,0 +1,167 @@
+"""The only place that formats output: tables, cards and progress, as HTML and as text.
+
+Value objects (Tunnel, VncDesktop, Download, SyncReport, ...) build their
+``__repr__`` and ``_repr_html_`` from these helpers, so a notebook shows a
+card and a terminal a few aligned lines. Nothing here imports IPython at
+module level; the notebook progress bar imports IPython.display when used.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import time
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+class Table:
+    """Rows under a header; ``str()`` gives aligned text, ``_repr_html_`` a table."""
+
+    def __init__(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str = "",
+                 empty: str = "(none)"):
+        self.columns = list(columns)
+        self.rows = [[_cell(v) for v in row] for row in rows]
+        self.title = title
+        self.empty = empty
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def text(self) -> str:
+        widths = [len(c) for c in self.columns]
+        for row in self.rows:
+            for i, value in enumerate(row):
+                widths[i] = max(widths[i], len(value))
+        lines = [self.title] if self.title else []
+        lines.append("  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip())
+        lines.append("  ".join("-" * w for w in widths))
+        if not self.rows:
+            lines.append(self.empty)
+        for row in self.rows:
+            lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        return "\n".join(lines)
+
+    __str__ = text
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in row) + "</tr>"
+            for row in self.rows
+        )
+        if not self.rows:
+            body = f"<tr><td colspan='{len(self.columns)}'><i>{html.escape(self.empty)}</i></td></tr>"
+        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+        return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def card_text(title: str, fields: Sequence[Tuple[str, Any]], blocks: Sequence[Tuple[str, str]] = ()) -> str:
+    """``title`` then ``key: value`` lines, then titled preformatted blocks."""
+    width = max((len(k) for k, _ in fields), default=0)
+    lines = [title] + [f"  {k.ljust(width)}  {_cell(v)}" for k, v in fields]
+    for heading, block in blocks:
+        lines.append(f"{heading}:")
+        lines.extend(f"    {line}" for line in block.splitlines())
+    return "\n".join(lines)
+
+
+def card_html(title: str, fields: Sequence[Tuple[str, Any]], blocks: Sequence[Tuple[str, str]] = ()) -> str:
+    rows = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td style='text-align:left'><code>{html.escape(_cell(v))}</code></td></tr>"
+        for k, v in fields
+    )
+    parts = [f"<div><b>{html.escape(title)}</b><table>{rows}</table>"]
+    for heading, block in blocks:
+        parts.append(f"<div>{html.escape(heading)}:</div><pre>{html.escape(block)}</pre>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def bar_text(fraction: float, width: int = 20) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = int(round(fraction * width))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {fraction * 100:5.1f}%"
+
+
+def bar_html(fraction: float, label: str = "") -> str:
+    pct = min(max(fraction, 0.0), 1.0) * 100
+    return (
+        f"<div style='display:flex;align-items:center;gap:.5em'>"
+        f"<progress value='{pct:.1f}' max='100' style='width:16em'></progress>"
+        f"<span>{pct:5.1f}% {html.escape(label)}</span></div>"
+    )
+
+
+def in_notebook() -> bool:
+    """True in a Jupyter/Colab/VS Code kernel (a frontend that renders HTML)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class ProgressBar:
+    """A progress callback ``bar(fraction, message)``: a live bar in a notebook, text lines elsewhere."""
+
+    def __init__(self, title: str, stream: Any = None, notebook: Optional[bool] = None, min_interval: float = 1.0):
+        self.title = title
+        self.stream = stream or sys.stdout
+        self.notebook = in_notebook() if notebook is None else notebook
+        self.min_interval = min_interval
+        self._handle: Any = None
+        self._last = 0.0
+        self._last_text = ""
+        self.updates: List[Tuple[float, str]] = []
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        self.updates.append((fraction, message))
+        now = time.monotonic()
+        final = fraction >= 1.0
+        if self.notebook:
+            from IPython.display import HTML, display
+
+            body = HTML(f"<b>{html.escape(self.title)}</b>" + bar_html(fraction, message))
+            if self._handle is None:
+                self._handle = display(body, display_id=True)
+            elif final or now - self._last >= 0.2:
+                self._handle.update(body)
+            else:
+                return
+        else:
+            text = f"{self.title}: {bar_text(fraction)} {message}".rstrip()
+            if text == self._last_text or (not final and now - self._last < self.min_interval):
+                return
+            self._last_text = text
+            print(text, file=self.stream, flush=True)
+        self._last = now
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def human_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"

@@ -1,0 +1,1 @@
+"""IPython magics: parse the line, call a service, return a value object."""

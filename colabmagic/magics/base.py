@@ -1,0 +1,82 @@
+"""What every colabmagic Magics class shares: settings, the state object, argument parsing.
+
+The state object lives in ``user_ns`` as ``_colabmagic`` (pushed with
+``interactive=False`` so ``%who`` does not list it) and is always fetched
+through ``get_state``, which rebuilds it if ``%reset`` removed it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, List, Optional
+
+from IPython.core.magic import Magics, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.utils.process import arg_split
+from traitlets import Bool, observe
+
+from .. import display
+from ..state import ColabMagicState
+from ..system import paths
+
+STATE_NAME = "_colabmagic"
+
+
+def get_state(shell: Any) -> ColabMagicState:
+    """The ``_colabmagic`` object, pushed into the namespace again if it was removed."""
+    state = shell.user_ns.get(STATE_NAME)
+    if not isinstance(state, ColabMagicState):
+        state = ColabMagicState()
+        shell.push({STATE_NAME: state}, interactive=False)
+    return state
+
+
+def make_parser(prog: str, description: str) -> MagicArgumentParser:
+    return MagicArgumentParser(prog=f"%{prog}", description=description, add_help=True)
+
+
+def parse(parser: MagicArgumentParser, line: str) -> Optional[Any]:
+    """Parse a magic line; None when only help was asked for (it has been printed)."""
+    try:
+        return parser.parse_args(arg_split(line))
+    except SystemExit:
+        return None
+
+
+def usage(parser: MagicArgumentParser) -> str:
+    return parser.format_help()
+
+
+@magics_class
+class ColabMagicsBase(Magics):
+    """Settings shared by every colabmagic magic (``%config ColabMagicsBase`` lists them)."""
+
+    offline = Bool(
+        False,
+        help="Contact nothing beyond this machine and the package registries "
+        "(no DHT, LPD, public trackers, binary or key downloads). "
+        "The environment variable COLABMAGIC_OFFLINE=1 does the same.",
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        if shell is not None:
+            get_state(shell)
+
+    @observe("offline")
+    def _offline_changed(self, change: Any) -> None:
+        if change["new"]:
+            os.environ[paths.OFFLINE_ENV] = "1"
+        else:
+            os.environ.pop(paths.OFFLINE_ENV, None)
+
+    @property
+    def state(self) -> ColabMagicState:
+        return get_state(self.shell)
+
+    def progress(self, title: str) -> display.ProgressBar:
+        return display.ProgressBar(title)
+
+
+def subcommand_help(parsers: List[MagicArgumentParser]) -> str:
+    return "\n".join(p.format_help() for p in parsers)

@@ -1,0 +1,49 @@
+"""``%colabmagic status | stop | logs | doctor``: one place to look."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import line_magic, magics_class
+
+from ..services import core
+from ..state import status_table
+from .base import ColabMagicsBase, make_parser, parse
+
+parser = make_parser("colabmagic", "Inspect and control every service colabmagic runs.")
+_sub = parser.add_subparsers(dest="command", metavar="status|stop|logs|doctor")
+_sub.add_parser("status", help="every service, its health, pid, uptime, addresses")
+_stop = _sub.add_parser("stop", help="stop a service (or a group such as vnc) or --all")
+_stop.add_argument("name", nargs="?", default="")
+_stop.add_argument("--all", action="store_true", dest="all_services")
+_logs = _sub.add_parser("logs", help="the last lines of a service's log")
+_logs.add_argument("name")
+_logs.add_argument("-n", type=int, default=40, dest="lines")
+_sub.add_parser("doctor", help="root or sudo, apt, free disk, GPU, hosted Colab")
+
+
+@magics_class
+class ColabMagics(ColabMagicsBase):
+    """``%colabmagic``: status, stop, logs and doctor for every colabmagic service."""
+
+    @line_magic
+    def colabmagic(self, line: str = "") -> Any:
+        args = parse(parser, line)
+        if args is None:
+            return None
+        command = args.command or "status"
+        if command == "status":
+            return status_table()
+        if command == "stop":
+            if not args.name and not args.all_services:
+                parser.error("stop needs a service name or --all")
+            stopped = core.stop(args.name, args.all_services)
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+            return None
+        if command == "logs":
+            print(core.logs(args.name, args.lines))
+            return None
+        return core.doctor()
+
+
+ColabMagics.colabmagic.__doc__ = parser.format_help()

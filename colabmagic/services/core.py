@@ -1,0 +1,78 @@
+"""Machine-wide views and actions: the doctor report, stopping services by name or group, logs."""
+
+from __future__ import annotations
+
+from typing import List
+
+from .. import display
+from ..errors import BadInputError
+from ..system import environment, paths, supervisor
+
+
+def doctor() -> display.Table:
+    """Can colabmagic work here? Root or sudo, apt, disk, GPU, platform."""
+    rows = []
+    if environment.is_root():
+        rows.append(["privileges", "ok", "running as root"])
+    elif environment.can_sudo():
+        rows.append(["privileges", "ok", "passwordless sudo available"])
+    else:
+        rows.append(["privileges", "problem", "not root and no passwordless sudo: installs will fail"])
+    if paths.offline():
+        rows.append(["package manager", "skipped", "offline mode: apt archives not contacted"])
+    else:
+        reach = environment.apt_reachable()
+        if reach is None:
+            rows.append(["package manager", "problem", "no apt-get or no apt sources on this machine"])
+        else:
+            hosts = ", ".join(environment.apt_sources()[:2])
+            rows.append(["package manager", "ok" if reach else "problem",
+                         f"{hosts} {'reachable' if reach else 'unreachable'}"])
+    free = environment.free_disk("/")
+    rows.append(["free disk", "ok" if free > 5 * 2**30 else "low", f"{display.human_bytes(free)} free on /"])
+    home_free = environment.free_disk(str(paths.home()))
+    rows.append(["state folder", "ok", f"{paths.home()} ({display.human_bytes(home_free)} free)"])
+    gpus = environment.gpus()
+    if gpus:
+        libs = gpus[0].driver_libs or "driver libraries not found"
+        rows.append(["GPU", "ok", "; ".join(g.name for g in gpus) + f" (libraries: {libs})"])
+    else:
+        rows.append(["GPU", "none", "no NVIDIA GPU visible (CPU only)"])
+    platform = environment.platform_name()
+    rows.append(["platform", "hosted Colab" if environment.is_hosted_colab() else "ok", platform])
+    if environment.is_hosted_colab():
+        rows.append(["Colab terms", "notice", environment.COLAB_TERMS])
+    rows.append(["offline mode", "on" if paths.offline() else "off",
+                 "COLABMAGIC_OFFLINE=1: no outside contact" if paths.offline() else "outside contact allowed"])
+    return display.Table(["check", "result", "details"], rows, title="colabmagic doctor")
+
+
+def _ordered(services: List[supervisor.Service]) -> List[supervisor.Service]:
+    """Newest first, so composite services stop in reverse order of start."""
+    return sorted(services, key=lambda s: s.started_at, reverse=True)
+
+
+def stop(name: str = "", all_services: bool = False) -> List[str]:
+    """Stop one service, a group (every service whose info names it as ``group``), or all."""
+    running = supervisor.running()
+    if all_services:
+        targets = running
+    else:
+        targets = [s for s in running if s.name == name or s.info.get("group") == name]
+        if not targets:
+            known = ", ".join(sorted({s.name for s in running} | {str(s.info.get('group')) for s in running if s.info.get('group')}))
+            raise BadInputError(f"no running service named {name!r}" + (f" (running: {known})" if known else " (nothing is running)"))
+    stopped = []
+    for svc in _ordered(targets):
+        svc.stop()
+        stopped.append(svc.name)
+    return stopped
+
+
+def logs(name: str, lines: int = 40) -> str:
+    path = supervisor.log_path(name)
+    if not path.exists():
+        raise BadInputError(f"no log for {name!r} in {path.parent}")
+    from ..errors import log_tail
+
+    return "\n".join(log_tail(path, lines))

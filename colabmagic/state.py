@@ -1,0 +1,74 @@
+"""``_colabmagic``: the one state object in the kernel namespace.
+
+It holds no process handles of its own: each attribute asks the service
+layer, which reads the records under ``$COLABMAGIC_HOME`` and checks them
+against /proc. So after ``%reset -f`` or a kernel restart, a rebuilt object
+sees exactly the services that are still running.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any, List
+
+from . import display
+from .system import supervisor
+
+# attribute -> service module providing ``current()``
+DOMAINS = {
+    "sshd": "colabmagic.services.sshd",
+    "tunnels": "colabmagic.services.tunnels",
+    "vnc": "colabmagic.services.vnc",
+    "aria2": "colabmagic.services.aria2",
+    "drive": "colabmagic.services.drive",
+}
+
+
+class ColabMagicState:
+    """What colabmagic runs in this machine: ``.sshd``, ``.tunnels``, ``.vnc``, ``.aria2``, ``.drive``."""
+
+    def __getattr__(self, name: str) -> Any:
+        module_name = DOMAINS.get(name)
+        if module_name is None:
+            raise AttributeError(name)
+        if importlib.util.find_spec(module_name) is None:
+            return {} if name == "tunnels" else None
+        module = importlib.import_module(module_name)
+        return module.current()
+
+    @property
+    def services(self) -> List[supervisor.Service]:
+        return supervisor.running()
+
+    def status(self) -> display.Table:
+        return status_table()
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.name for s in self.services) or "nothing running"
+        return f"<colabmagic state: {names}>"
+
+
+def status_table() -> display.Table:
+    rows = []
+    for svc in supervisor.running():
+        info = svc.info
+        address = info.get("address", "")
+        public = info.get("public_url") or info.get("public", "")
+        rows.append(
+            [
+                svc.name,
+                svc.status,
+                svc.pid,
+                display.human_seconds(svc.uptime),
+                svc.restarts,
+                address,
+                public,
+            ]
+        )
+    return display.Table(
+        ["service", "status", "pid", "uptime", "restarts", "address", "public"],
+        rows,
+        title="colabmagic services",
+        empty="(no services running)",
+    )

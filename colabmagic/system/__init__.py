@@ -1,0 +1,1 @@
+"""The machinery every magic rests on: paths, processes, probes, the installer, secrets."""

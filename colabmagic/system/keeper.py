@@ -1,0 +1,174 @@
+"""The keeper: a tiny process that runs one daemon and restarts it when it dies.
+
+``python -I keeper.py SPEC.json`` is started by the supervisor
+in its own session, so a cell Interrupt or a kernel restart does not reach
+it. It starts the daemon in its own process group, restarts it with capped
+exponential back-off while the spec says so, reaps every orphaned
+descendant (it is a child subreaper), and keeps a small run file that the
+kernel reads: the daemon's identity, restarts, last exit status, state.
+SIGTERM stops the daemon and then the keeper.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, Optional
+
+PR_SET_CHILD_SUBREAPER = 36
+HEALTHY_AFTER = 30.0  # seconds of uptime after which the back-off starts again from its floor
+
+
+def _log(fh: Any, message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    fh.write(f"[colabmagic {stamp}] {message}\n".encode())
+    fh.flush()
+
+
+def _start_time(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode()
+    except OSError:
+        return None
+    return int(text.rpartition(")")[2].split()[19])
+
+
+class Keeper:
+    def __init__(self, spec_path: str):
+        with open(spec_path) as fh:
+            self.spec: Dict[str, Any] = json.load(fh)
+        self.run_path = self.spec["run_file"]
+        self.stopping = False
+        self.child: Optional[subprocess.Popen] = None
+        self.restarts = 0
+        self.last_exit: Optional[int] = None
+        self.log = open(self.spec["log"], "ab", buffering=0)
+
+    def write_run(self, status: str) -> None:
+        child = None
+        if self.child is not None and self.child.returncode is None:
+            pid = self.child.pid
+            child = {"pid": pid, "start_time": _start_time(pid), "cmdline": [], "pgid": os.getpgid(pid)}
+        data = {
+            "status": status,
+            "keeper_pid": os.getpid(),
+            "child": child,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "updated": time.time(),
+        }
+        tmp = f"{self.run_path}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, self.run_path)
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+        if self.child is not None and self.child.returncode is None:
+            try:
+                os.kill(self.child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def reap_until_child_exits(self) -> int:
+        """Wait for the daemon; reap any orphaned descendant that exits meanwhile."""
+        assert self.child is not None
+        deadline = None
+        while True:
+            if self.stopping and deadline is None:
+                deadline = time.monotonic() + float(self.spec.get("stop_timeout", 10))
+            try:
+                if deadline is not None:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                    if pid == 0:
+                        if time.monotonic() > deadline:
+                            os.kill(self.child.pid, signal.SIGKILL)
+                        time.sleep(0.05)
+                        continue
+                else:
+                    pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return self.child.returncode if self.child.returncode is not None else -1
+            except InterruptedError:
+                continue
+            if pid == self.child.pid:
+                code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+                self.child.returncode = code
+                return code
+
+    def sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            try:
+                os.waitpid(-1, os.WNOHANG)  # reap stray orphans while waiting
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self.on_signal)
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        env = dict(os.environ)
+        env.update(self.spec.get("env") or {})
+        backoff_floor = float(self.spec.get("backoff_min", 0.5))
+        backoff_cap = float(self.spec.get("backoff_max", 10.0))
+        backoff = backoff_floor
+        restart = bool(self.spec.get("restart", True))
+        while not self.stopping:
+            started = time.monotonic()
+            try:
+                self.child = subprocess.Popen(
+                    self.spec["argv"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=self.log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=self.spec.get("cwd") or None,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                _log(self.log, f"could not start {self.spec['argv'][0]}: {exc}")
+                self.last_exit = 127
+                self.write_run("failed")
+                return 1
+            self.write_run("running")
+            code = self.reap_until_child_exits()
+            self.last_exit = code
+            if self.stopping:
+                break
+            _log(self.log, f"{self.spec['name']} exited with status {code}")
+            if not restart:
+                self.write_run("exited")
+                return 0
+            if time.monotonic() - started > HEALTHY_AFTER:
+                backoff = backoff_floor
+            self.restarts += 1
+            self.write_run("backoff")
+            _log(self.log, f"restarting {self.spec['name']} in {backoff:.1f}s (restart {self.restarts})")
+            self.sleep(backoff)
+            backoff = min(backoff * 2, backoff_cap)
+        self.write_run("stopped")
+        return 0
+
+
+def main(argv: list) -> int:
+    if len(argv) != 2:
+        print("usage: keeper.py SPEC.json", file=sys.stderr)
+        return 2
+    return Keeper(argv[1]).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,418 @@
+"""Start, adopt, inspect and stop colabmagic's daemons.
+
+Each daemon runs under a keeper (see keeper.py) in its own session, logs to
+``$COLABMAGIC_HOME/logs/NAME.log``, and is recorded in
+``$COLABMAGIC_HOME/services/NAME.json`` (what was started and why) plus the
+keeper's run file ``NAME.run.json`` (what is running now). A new kernel
+re-adopts a service when the recorded keeper or daemon is still the same
+process (pid + start time + command line). Every process we start carries a
+per-start token in its environment, so a stop finds the daemon's
+descendants even if they left its process group, and never touches a
+process that lacks the token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from ..errors import PortInUseError, ServiceError, log_tail
+from . import paths, procfs
+from .procfs import ProcessIdentity
+
+TOKEN_ENV = "COLABMAGIC_SERVICE_TOKEN"
+# The keeper uses only the standard library; run as a script (isolated mode) it starts fast
+# and needs no PYTHONPATH, which would otherwise leak into every daemon's environment.
+KEEPER_SCRIPT = str(Path(__file__).with_name("keeper.py"))
+
+# Keepers started by this process, so they are reaped (no zombies) once stopped.
+# This is process-level bookkeeping, not user state: a new kernel has its own.
+_children: Dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What to run: a plain, comparable description handed over by a domain service."""
+
+    name: str
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Optional[str] = None
+    restart: bool = True
+    backoff_max: float = 10.0
+    stop_timeout: float = 10.0
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> Dict[str, Any]:
+        """What decides whether a running service can be reused as-is."""
+        return {
+            "argv": list(self.argv),
+            "env": dict(sorted(self.env.items())),
+            "cwd": self.cwd,
+            "restart": self.restart,
+            "info": json.loads(json.dumps(dict(self.info), sort_keys=True)),
+        }
+
+
+def services_dir() -> Path:
+    return paths.subdir("services")
+
+
+def log_path(name: str) -> Path:
+    return paths.subdir("logs") / f"{name}.log"
+
+
+def _reap() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+class Service:
+    """A handle to one supervised daemon, as recorded on disk."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.reused = False
+
+    # --- what is on disk -------------------------------------------------
+    @property
+    def record_path(self) -> Path:
+        return services_dir() / f"{self.name}.json"
+
+    @property
+    def run_path(self) -> Path:
+        return services_dir() / f"{self.name}.run.json"
+
+    @property
+    def spec_path(self) -> Path:
+        return services_dir() / f"{self.name}.spec.json"
+
+    @property
+    def log(self) -> Path:
+        return log_path(self.name)
+
+    def record(self) -> Dict[str, Any]:
+        try:
+            return json.loads(self.record_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def run(self) -> Dict[str, Any]:
+        try:
+            return json.loads(self.run_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        return dict(self.record().get("spec", {}).get("info", {}))
+
+    def update_info(self, **facts: Any) -> None:
+        """Add facts (a public address, say) to the record; readers see them at once."""
+        rec = self.record()
+        rec.setdefault("spec", {}).setdefault("info", {}).update(facts)
+        rec.setdefault("extra", {}).update(facts)
+        paths.write_file(self.record_path, json.dumps(rec, indent=1, sort_keys=True))
+
+    @property
+    def keeper(self) -> Optional[ProcessIdentity]:
+        return ProcessIdentity.from_dict(self.record().get("keeper"))
+
+    @property
+    def child(self) -> Optional[ProcessIdentity]:
+        return ProcessIdentity.from_dict(self.run().get("child"))
+
+    @property
+    def token(self) -> Optional[str]:
+        return self.record().get("token")
+
+    @property
+    def pid(self) -> Optional[int]:
+        child = self.child
+        return child.pid if child and child.alive() else None
+
+    @property
+    def restarts(self) -> int:
+        return int(self.run().get("restarts", 0))
+
+    @property
+    def started_at(self) -> float:
+        return float(self.record().get("started_at", 0.0))
+
+    @property
+    def uptime(self) -> float:
+        return max(0.0, time.time() - self.started_at) if self.alive() else 0.0
+
+    def exists(self) -> bool:
+        return self.record_path.exists()
+
+    # --- health ------------------------------------------------------------
+    def keeper_alive(self) -> bool:
+        keeper = self.keeper
+        return bool(keeper and keeper.alive())
+
+    def child_alive(self) -> bool:
+        child = self.child
+        return bool(child and child.alive())
+
+    def alive(self) -> bool:
+        """Our keeper is running (and so the daemon is running or about to be restarted)."""
+        return self.keeper_alive()
+
+    @property
+    def status(self) -> str:
+        if not self.exists():
+            return "absent"
+        if self.keeper_alive():
+            return str(self.run().get("status", "starting"))
+        if self.child_alive():
+            return "unsupervised"
+        return "stopped"
+
+    def log_tail(self, lines: int = 15) -> List[str]:
+        return log_tail(self.log, lines)
+
+    # --- stopping --------------------------------------------------------
+    def _our_pids(self) -> List[int]:
+        token = self.token
+        return procfs.processes_with_env(TOKEN_ENV, token) if token else []
+
+    def stop(self, timeout: Optional[float] = None) -> bool:
+        """SIGTERM the group, wait, then SIGKILL. A second stop is a no-op. True if anything ran."""
+        rec = self.record()
+        if not rec:
+            return False
+        timeout = float(timeout if timeout is not None else rec.get("spec", {}).get("stop_timeout", 10))
+        keeper = self.keeper
+        child = self.child
+        ran = False
+        if keeper and keeper.alive():
+            ran = True
+            _signal_group(keeper.pid, signal.SIGTERM)
+        elif child and child.alive():
+            ran = True
+            _signal_group(procfs.pgid(child.pid) or child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap()
+            if not (keeper and keeper.alive()) and not self._our_pids():
+                break
+            time.sleep(0.05)
+        # Whatever still carries our token is ours: descendants that left the group, or stubborn ones.
+        leftovers = self._our_pids()
+        if leftovers:
+            ran = True
+            for pid in leftovers:
+                _kill(pid, signal.SIGTERM)
+            end = time.monotonic() + 2
+            while time.monotonic() < end and self._our_pids():
+                time.sleep(0.05)
+            for pid in self._our_pids():
+                _kill(pid, signal.SIGKILL)
+            end = time.monotonic() + 5
+            while time.monotonic() < end and self._our_pids():
+                time.sleep(0.05)
+        _reap()
+        for path in (self.record_path, self.run_path, self.spec_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        return ran
+
+    def __repr__(self) -> str:
+        return f"<Service {self.name} {self.status} pid={self.pid}>"
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def adopt(name: str) -> Optional[Service]:
+    """The running service ``name`` if the record matches live processes of ours, else None.
+
+    A record whose processes are gone (or whose pid now belongs to another
+    program) is removed, and nothing is signalled.
+    """
+    service = Service(name)
+    if not service.exists():
+        return None
+    if service.keeper_alive():
+        return service
+    child = service.child
+    if child and child.alive():
+        return service  # keeper gone, daemon alive: still ours; ensure() restarts it supervised
+    for path in (service.record_path, service.run_path, service.spec_path):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+    return None
+
+
+def running() -> List[Service]:
+    """Every recorded service that is still ours and alive."""
+    found = []
+    for path in sorted(services_dir().glob("*.json")):
+        if path.name.endswith((".run.json", ".spec.json")):
+            continue
+        service = adopt(path.stem)
+        if service is not None:
+            found.append(service)
+    return found
+
+
+def check_port_free(port: int, what: str) -> None:
+    """Raise PortInUseError naming the holder if ``port`` is already listened on."""
+    holder = procfs.port_holder(port)
+    if holder is not None:
+        pid, argv = holder
+        who = " ".join(argv)[:120] if pid else "a process we cannot see"
+        raise PortInUseError(f"port {port} needed by {what} is already in use by pid {pid} ({who})")
+
+
+def start(
+    spec: ServiceSpec,
+    ready: Optional[Callable[[], bool]] = None,
+    timeout: float = 30.0,
+    reuse: bool = True,
+) -> Service:
+    """Start ``spec`` under a keeper and return once ``ready()`` passes.
+
+    With ``reuse``, a healthy running service with the same fingerprint is
+    returned as-is (``service.reused`` is True); one with a different
+    fingerprint is stopped and started again. On a failed start everything
+    started is stopped and ServiceError carries the log tail.
+    """
+    _reap()
+    existing = adopt(spec.name)
+    if existing is not None:
+        same = existing.record().get("fingerprint") == spec.fingerprint()
+        if reuse and same and existing.keeper_alive() and (ready is None or _safe(ready)):
+            existing.reused = True
+            return existing
+        existing.stop()
+
+    token = f"{spec.name}:{secrets.token_hex(8)}"
+    service = Service(spec.name)
+    log = service.log
+    with open(log, "ab") as fh:
+        fh.write(f"\n[colabmagic {time.strftime('%Y-%m-%d %H:%M:%S')}] starting {spec.name}\n".encode())
+    os.chmod(log, 0o600)
+    env = dict(spec.env)
+    env[TOKEN_ENV] = token
+    keeper_spec = {
+        "name": spec.name,
+        "argv": list(spec.argv),
+        "env": env,
+        "cwd": spec.cwd,
+        "restart": spec.restart,
+        "backoff_max": spec.backoff_max,
+        "stop_timeout": spec.stop_timeout,
+        "log": str(log),
+        "run_file": str(service.run_path),
+    }
+    paths.write_file(service.spec_path, json.dumps(keeper_spec, indent=1))
+    try:
+        service.run_path.unlink()
+    except FileNotFoundError:
+        pass
+    keeper_env = dict(os.environ)
+    keeper_env[TOKEN_ENV] = token
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", KEEPER_SCRIPT, str(service.spec_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=keeper_env,
+            close_fds=True,
+        )
+    _children[proc.pid] = proc
+    keeper = _wait_identity(proc.pid)
+    record = {
+        "name": spec.name,
+        "spec": {
+            "argv": list(spec.argv),
+            "cwd": spec.cwd,
+            "restart": spec.restart,
+            "stop_timeout": spec.stop_timeout,
+            "info": dict(spec.info),
+        },
+        "fingerprint": spec.fingerprint(),
+        "token": token,
+        "keeper": keeper.to_dict() if keeper else None,
+        "started_at": time.time(),
+        "log": str(log),
+    }
+    paths.write_file(service.record_path, json.dumps(record, indent=1, sort_keys=True))
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run = service.run()
+        if run.get("status") in ("failed", "exited", "backoff") or proc.poll() is not None:
+            details = service.log_tail()
+            service.stop()
+            code = run.get("last_exit")
+            raise ServiceError(
+                f"{spec.name} exited during start-up (status {code})", log=log, details=details
+            )
+        if run.get("status") == "running" and (ready is None or _safe(ready)):
+            return service
+        if time.monotonic() > deadline:
+            details = service.log_tail()
+            service.stop()
+            raise ServiceError(
+                f"{spec.name} was not ready within {timeout:.0f}s", log=log, details=details
+            )
+        time.sleep(0.05)
+
+
+def _safe(probe: Callable[[], bool]) -> bool:
+    try:
+        return bool(probe())
+    except Exception:
+        return False
+
+
+def _wait_identity(pid: int) -> Optional[ProcessIdentity]:
+    """The keeper's identity once it has exec'd Python (its cmdline names the keeper module)."""
+    deadline = time.monotonic() + 5
+    ident = None
+    while time.monotonic() < deadline:
+        ident = ProcessIdentity.of(pid)
+        if ident and KEEPER_SCRIPT in ident.cmdline:
+            return ident
+        time.sleep(0.005)
+    return ident
+
+
+def wait_restarted(service: Service, old_child_pid: int, timeout: float = 30.0) -> bool:
+    """Wait until the keeper has replaced ``old_child_pid`` with a new daemon."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        child = service.child
+        if child and child.pid != old_child_pid and child.alive():
+            return True
+        time.sleep(0.1)
+    return False
