@@ -24,7 +24,7 @@ MAGICS = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register colabmagic's magics; running it again re-registers the same instances harmlessly."""
-    from .magics.base import get_state
+    from .magics.base import ensure_state_before_cells, get_state
 
     for module_name, class_name in MAGICS:
         if importlib.util.find_spec(module_name) is None:
@@ -32,6 +32,7 @@ def load_ipython_extension(ipython: Any) -> None:
         module = importlib.import_module(module_name)
         ipython.register_magics(getattr(module, class_name))
     get_state(ipython)
+    ensure_state_before_cells(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -31,6 +31,19 @@ def get_state(shell: Any) -> ColabMagicState:
     return state
 
 
+def ensure_state_before_cells(shell: Any) -> None:
+    """Rebuild ``_colabmagic`` before each cell, so ``%reset -f`` never leaves it missing."""
+    callbacks = shell.events.callbacks["pre_run_cell"]
+    for cb in list(callbacks):
+        if getattr(cb, "__qualname__", "") == "ensure_state_before_cells.<locals>.rebuild":
+            callbacks.remove(cb)
+
+    def rebuild(*_info: Any) -> None:
+        get_state(shell)
+
+    shell.events.register("pre_run_cell", rebuild)
+
+
 def make_parser(prog: str, description: str) -> MagicArgumentParser:
     return MagicArgumentParser(prog=f"%{prog}", description=description, add_help=True)
 
@@ -69,6 +82,11 @@ class ColabMagicsBase(Magics):
             os.environ[paths.OFFLINE_ENV] = "1"
         else:
             os.environ.pop(paths.OFFLINE_ENV, None)
+
+    def parse(self, parser: MagicArgumentParser, line: str) -> Optional[Any]:
+        """Parse ``line`` (None if only help was shown) and make sure the state object exists."""
+        get_state(self.shell)
+        return parse(parser, line)
 
     @property
     def state(self) -> ColabMagicState:

@@ -8,7 +8,7 @@ from IPython.core.magic import line_magic, magics_class
 
 from ..services import core
 from ..state import status_table
-from .base import ColabMagicsBase, make_parser, parse
+from .base import ColabMagicsBase, make_parser
 
 parser = make_parser("colabmagic", "Inspect and control every service colabmagic runs.")
 _sub = parser.add_subparsers(dest="command", metavar="status|stop|logs|doctor")
@@ -28,7 +28,7 @@ class ColabMagics(ColabMagicsBase):
 
     @line_magic
     def colabmagic(self, line: str = "") -> Any:
-        args = parse(parser, line)
+        args = self.parse(parser, line)
         if args is None:
             return None
         command = args.command or "status"

@@ -1,0 +1,92 @@
+"""The one small interface every tunnel provider implements, and the Tunnel value object.
+
+A provider module (ssh.py, frp.py, cloudflared.py, ngrok.py, colab.py) holds a
+class derived from ``Provider``: it turns a ``TunnelConfig`` into a
+supervised agent (``supervisor.ServiceSpec``), says when the agent is
+ready and what its public address is, and how healthy it is. Adding a
+provider is adding a file and a line in ``PROVIDERS`` (tunnels/__init__.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from ... import display
+from ...system import supervisor
+
+
+@dataclass(frozen=True)
+class TunnelConfig:
+    """What the user asked for, as plain data (built by the magic from its traits and line)."""
+
+    name: str
+    local_port: int
+    proto: str = "tcp"  # "tcp" or "http"
+    options: Mapping[str, Any] = field(default_factory=dict)  # provider options: relay, remote_port, server, ...
+    binary: Optional[str] = None  # provider binary path setting (frpc_path, cloudflared_path, ...)
+
+
+@dataclass(frozen=True)
+class PublicAddress:
+    host: Optional[str] = None
+    port: Optional[int] = None
+    url: Optional[str] = None
+
+
+class Provider:
+    """Base class for a tunnel provider (one module each)."""
+
+    name: str = ""
+    protos: Tuple[str, ...] = ("tcp",)
+
+    def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
+        """The supervised agent process for ``config`` (argv, env, generated config files)."""
+        raise NotImplementedError
+
+    def ready(self, config: TunnelConfig, service: supervisor.Service) -> bool:
+        """True once the agent has its tunnel up (a probe, never a sleep)."""
+        raise NotImplementedError
+
+    def address(self, config: TunnelConfig, service: supervisor.Service) -> PublicAddress:
+        """The public address once ready (from the agent's API or metrics, not a guess)."""
+        raise NotImplementedError
+
+    def health(self, service: supervisor.Service) -> str:
+        return service.status
+
+    def ssh_options(self, config: TunnelConfig, address: PublicAddress) -> Dict[str, str]:
+        """Extra ``Host`` block options a client needs (ProxyCommand for cloudflared)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """A running tunnel: what ``%tunnel`` returns and ``%tunnel list`` shows."""
+
+    name: str
+    provider: str
+    local_port: int
+    public_host: Optional[str] = None
+    public_port: Optional[int] = None
+    public_url: Optional[str] = None
+    status: str = "running"
+    pid: Optional[int] = None
+    restarts: int = 0
+    proto: str = "tcp"
+
+    def _fields(self) -> list:
+        return [
+            ("provider", self.provider),
+            ("local port", self.local_port),
+            ("public", self.public_url or (f"{self.public_host}:{self.public_port}" if self.public_host else None)),
+            ("status", self.status),
+            ("restarts", self.restarts),
+            ("pid", self.pid),
+        ]
+
+    def __repr__(self) -> str:
+        return display.card_text(f"Tunnel {self.name}", self._fields())
+
+    def _repr_html_(self) -> str:
+        return display.card_html(f"Tunnel {self.name}", self._fields())

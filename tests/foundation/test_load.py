@@ -1,0 +1,62 @@
+"""`%load_ext colabmagic`, the state object, `%colabmagic status` in a real IPython shell."""
+
+import subprocess
+import sys
+
+
+def test_load_twice_and_empty_status(ip):
+    again = ip.cell("%load_ext colabmagic")
+    assert again.error is None
+    status = ip.cell("%colabmagic status")
+    text = str(status.value)
+    assert "no services running" in text
+    assert "<table>" in status.value._repr_html_()
+
+
+def test_state_object_hidden_from_who_and_rebuilt_after_reset(ip):
+    ip.cell("x = 1")
+    assert "_colabmagic" in ip.user_ns
+    who = ip.cell("%who")
+    assert "x" in who.stdout and "_colabmagic" not in who.stdout
+    ip.cell("%reset -f")
+    assert "_colabmagic" not in ip.user_ns
+    ip.cell("%colabmagic status")
+    assert "_colabmagic" in ip.user_ns
+    who = ip.cell("%who")
+    assert "_colabmagic" not in who.stdout
+
+
+def test_bad_subcommand_is_one_line_usage_error(ip):
+    bad = ip.cell("%colabmagic bogus", check=False)
+    assert type(bad.error).__name__ == "UsageError"
+    assert "Traceback" not in bad.output
+    missing = ip.cell("%colabmagic stop nothing-such", check=False)
+    assert "no running service named 'nothing-such'" in missing.output
+    assert "Traceback" not in missing.output
+
+
+def test_load_is_fast_and_light():
+    code = (
+        "import sys, time\n"
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "ip = start_ipython()\n"
+        "before = set(sys.modules)\n"
+        "t = time.perf_counter()\n"
+        "ip.run_line_magic('load_ext', 'colabmagic')\n"
+        "print(time.perf_counter() - t)\n"
+        "new = set(sys.modules) - before\n"
+        "heavy = sorted(m for m in new if m.split('.')[0] in {'aria2p', 'pyngrok', 'google', 'requests', 'pexpect'})\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[-1] == "[]", f"heavy imports at load: {lines[-1]}"
+
+
+def test_doctor_reports_the_machine(ip):
+    doc = ip.cell("%colabmagic doctor").value
+    text = str(doc)
+    for check in ("privileges", "free disk", "GPU", "platform", "package manager"):
+        assert check in text
+    assert "running as root" in text or "sudo" in text
+    assert "generic Linux" in text  # this machine is not hosted Colab
