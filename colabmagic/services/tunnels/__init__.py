@@ -1,0 +1,286 @@
+"""Tunnels: start, list, supervise and stop the agents that expose a loopback port.
+
+``PROVIDERS`` maps a provider name (``--via``) to the module implementing it;
+each module exposes ``PROVIDER``, an instance of a ``base.Provider`` subclass,
+and is imported only when used. A tunnel is one supervised service named
+``tunnel-NAME``: the keeper restarts a dead agent with capped back-off, and
+``refresh`` notices when a restarted agent got a different public address,
+records it and announces it. Everything about a tunnel (its config, its
+address) is kept in the service record, so a new kernel sees the same
+tunnels through ``current()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from ...errors import BadInputError, ServiceError
+from ...system import probes, supervisor
+from .base import Provider, PublicAddress, Tunnel, TunnelConfig
+
+PROVIDERS: Dict[str, str] = {
+    "ssh": "colabmagic.services.tunnels.ssh",
+    "frp": "colabmagic.services.tunnels.frp",
+    "cloudflared": "colabmagic.services.tunnels.cloudflared",
+    "ngrok": "colabmagic.services.tunnels.ngrok",
+    "colab": "colabmagic.services.tunnels.colab",
+}
+
+SERVICE_PREFIX = "tunnel-"
+GROUP = "tunnel"
+# A killed agent is back within a few seconds: the keeper's back-off doubles from 0.5 s up to this.
+BACKOFF_MAX = 4.0
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+
+Announce = Callable[[str], None]
+
+
+def _print(message: str) -> None:
+    print(message, file=sys.stdout)
+
+
+def provider(name: str) -> Provider:
+    """The provider object for ``name`` (imports its module on first use)."""
+    module_name = PROVIDERS.get(name)
+    if module_name is None:
+        raise BadInputError(f"unknown tunnel provider {name!r}; choose one of: {', '.join(PROVIDERS)}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BadInputError(f"tunnel provider {name!r} is not available in this build ({exc})") from exc
+    found = getattr(module, "PROVIDER", None)
+    if not isinstance(found, Provider):
+        raise BadInputError(f"tunnel provider module {module_name} has no PROVIDER")
+    return found
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name or ""):
+        raise BadInputError(
+            f"not a tunnel name: {name!r} (letters, digits, '.', '_', '-'; up to 48; no leading '-')"
+        )
+    return name
+
+
+def check_port(value: Any, what: str = "port") -> int:
+    """A TCP port 1..65535 from user input, or BadInputError."""
+    text = str(value).strip()
+    if not text.isdigit():
+        raise BadInputError(f"{what} must be a number from 1 to 65535, not {value!r}")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise BadInputError(f"{what} must be from 1 to 65535, not {port}")
+    return port
+
+
+def service_name(name: str) -> str:
+    return SERVICE_PREFIX + name
+
+
+def _config_to_info(config: TunnelConfig, provider_name: str) -> Dict[str, Any]:
+    return {
+        "kind": "tunnel",
+        "group": GROUP,
+        "tunnel": config.name,
+        "provider": provider_name,
+        "local_port": config.local_port,
+        "proto": config.proto,
+        "options": dict(config.options),
+        "binary": config.binary,
+        "address": f"127.0.0.1:{config.local_port}",
+    }
+
+
+def _config_from_info(info: Dict[str, Any]) -> TunnelConfig:
+    return TunnelConfig(
+        name=str(info.get("tunnel", "")),
+        local_port=int(info.get("local_port", 0)),
+        proto=str(info.get("proto", "tcp")),
+        options=dict(info.get("options") or {}),
+        binary=info.get("binary"),
+    )
+
+
+def _tunnel(service: supervisor.Service, info: Optional[Dict[str, Any]] = None) -> Tunnel:
+    info = info if info is not None else service.info
+    status = service.status
+    try:
+        status = provider(str(info.get("provider"))).health(service)
+    except Exception:
+        pass
+    return Tunnel(
+        name=str(info.get("tunnel", service.name[len(SERVICE_PREFIX):])),
+        provider=str(info.get("provider", "")),
+        local_port=int(info.get("local_port", 0)),
+        public_host=info.get("public_host"),
+        public_port=info.get("public_port"),
+        public_url=info.get("public_url"),
+        status=status,
+        pid=service.pid,
+        restarts=service.restarts,
+        proto=str(info.get("proto", "tcp")),
+    )
+
+
+def _record_address(service: supervisor.Service, address: PublicAddress) -> None:
+    public = address.url or (f"{address.host}:{address.port}" if address.host else "")
+    service.update_info(
+        public_host=address.host,
+        public_port=address.port,
+        public_url=address.url,
+        public=public,
+        agent_pid=service.pid,
+    )
+
+
+def start(
+    config: TunnelConfig,
+    via: str,
+    timeout: float = 60.0,
+    announce: Announce = _print,
+) -> Tunnel:
+    """Expose ``config.local_port`` through provider ``via``; reuse an identical running tunnel.
+
+    Returns the ``Tunnel`` once the agent is ready and its public address known.
+    """
+    check_name(config.name)
+    check_port(config.local_port, "local port")
+    prov = provider(via)
+    if config.proto not in prov.protos:
+        raise BadInputError(
+            f"provider {via!r} does not carry {config.proto}; it carries: {', '.join(prov.protos)}"
+        )
+    agent = prov.spec(config)
+    info = dict(agent.info)
+    info.update(_config_to_info(config, via))
+    spec = supervisor.ServiceSpec(
+        name=service_name(config.name),
+        argv=list(agent.argv),
+        env=dict(agent.env),
+        cwd=agent.cwd,
+        restart=True,
+        backoff_max=min(agent.backoff_max, BACKOFF_MAX),
+        stop_timeout=agent.stop_timeout,
+        info=info,
+    )
+    holder: Dict[str, supervisor.Service] = {}
+
+    def ready() -> bool:
+        svc = holder.get("service") or supervisor.Service(spec.name)
+        return prov.ready(config, svc)
+
+    service = supervisor.start(spec, ready=ready, timeout=timeout)
+    holder["service"] = service
+    previous = service.info.get("public")
+    address = prov.address(config, service)
+    if not (address.host or address.url):
+        details = service.log_tail()
+        service.stop()
+        raise ServiceError(f"tunnel {config.name!r} via {via} came up without a public address",
+                           log=service.log, details=details)
+    _record_address(service, address)
+    tunnel = _tunnel(service)
+    if service.reused:
+        announce(f"tunnel {config.name!r} via {via} was already running: reused it")
+        if previous and previous != service.info.get("public"):
+            announce(f"tunnel {config.name!r} has a new public address: {service.info.get('public')}")
+    return tunnel
+
+
+def refresh(service: supervisor.Service, announce: Announce = _print) -> Optional[str]:
+    """If the agent was restarted, ask the provider for its address; record and announce a change.
+
+    Returns the new public address when it changed.
+    """
+    info = service.info
+    pid = service.pid
+    if pid is None or info.get("agent_pid") == pid:
+        return None
+    try:
+        prov = provider(str(info.get("provider")))
+        config = _config_from_info(info)
+        if not prov.ready(config, service):
+            return None
+        address = prov.address(config, service)
+    except Exception:
+        return None
+    if not (address.host or address.url):
+        return None
+    old = info.get("public")
+    _record_address(service, address)
+    new = service.info.get("public")
+    if new != old:
+        announce(f"tunnel {info.get('tunnel')!r} ({info.get('provider')}) has a new public address: {new}")
+        return str(new)
+    return None
+
+
+def services() -> List[supervisor.Service]:
+    return [s for s in supervisor.running() if s.name.startswith(SERVICE_PREFIX)
+            and s.info.get("kind") == "tunnel"]
+
+
+def list_tunnels(announce: Announce = _print) -> List[Tunnel]:
+    """Every running tunnel (after checking restarted agents for a changed address)."""
+    found = []
+    for service in services():
+        refresh(service, announce)
+        found.append(_tunnel(service))
+    return found
+
+
+def get(name: str) -> Optional[Tunnel]:
+    service = supervisor.adopt(service_name(name))
+    if service is None or service.info.get("kind") != "tunnel":
+        return None
+    return _tunnel(service)
+
+
+def stop(name: str) -> bool:
+    """Stop tunnel ``name`` (and the JupyterLab it fronts, for ``jupyter``). True if it ran."""
+    check_name(name)
+    service = supervisor.adopt(service_name(name))
+    if service is None:
+        return False
+    info = service.info
+    ran = service.stop()
+    for extra in info.get("stop_with") or []:
+        other = supervisor.adopt(str(extra))
+        if other is not None:
+            other.stop()
+    return ran
+
+
+def stop_all() -> List[str]:
+    stopped = []
+    for service in sorted(services(), key=lambda s: s.started_at, reverse=True):
+        name = str(service.info.get("tunnel", service.name))
+        if stop(name):
+            stopped.append(name)
+    return stopped
+
+
+def wait_public(name: str, timeout: float = 30.0) -> bool:
+    """Wait until tunnel ``name``'s agent is running and its provider says it is ready."""
+    def up() -> bool:
+        service = supervisor.adopt(service_name(name))
+        if service is None or service.pid is None:
+            return False
+        info = service.info
+        return provider(str(info.get("provider"))).ready(_config_from_info(info), service)
+
+    return probes.wait_for(up, timeout, interval=0.2)
+
+
+def current() -> Dict[str, Tunnel]:
+    """``_colabmagic.tunnels``: name -> Tunnel for every running tunnel (cheap, from disk)."""
+    return {t.name: t for t in (_tunnel(s) for s in services())}
+
+
+__all__ = [
+    "PROVIDERS", "Provider", "PublicAddress", "Tunnel", "TunnelConfig", "provider", "start",
+    "refresh", "list_tunnels", "get", "stop", "stop_all", "current", "check_port", "check_name",
+]
