@@ -52,12 +52,27 @@ class Provider:
         """The public address once ready (from the agent's API or metrics, not a guess)."""
         raise NotImplementedError
 
+    def validate(self, config: TunnelConfig) -> None:
+        """Refuse bad options (BadInputError) before anything is started or written. Optional."""
+
     def health(self, service: supervisor.Service) -> str:
         return service.status
 
     def ssh_options(self, config: TunnelConfig, address: PublicAddress) -> Dict[str, str]:
         """Extra ``Host`` block options a client needs (ProxyCommand for cloudflared)."""
         return {}
+
+
+@dataclass(frozen=True)
+class SshAccess:
+    """How a client reaches colabmagic's sshd through a tunnel (only on ssh tunnels)."""
+
+    user: str
+    host_alias: str  # the ``Host`` name the block defines
+    host_key_alias: str  # the name the known_hosts line is written for
+    known_hosts_line: str  # "ALIAS TYPE BASE64": pins our sshd's host key
+    fingerprint: str  # SHA256:... of that host key
+    options: Mapping[str, str] = field(default_factory=dict)  # from Provider.ssh_options (ProxyCommand)
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,41 @@ class Tunnel:
     pid: Optional[int] = None
     restarts: int = 0
     proto: str = "tcp"
+    ssh: Optional[SshAccess] = None
+
+    def _require_ssh(self) -> SshAccess:
+        if self.ssh is None or not self.public_host:
+            raise ValueError(f"tunnel {self.name!r} is not an ssh tunnel with a public address")
+        return self.ssh
+
+    def ssh_config(self) -> str:
+        """A ``Host`` block for ~/.ssh/config (works as-is from VS Code Remote-SSH)."""
+        ssh = self._require_ssh()
+        lines = [
+            f"Host {ssh.host_alias}",
+            f"    HostName {self.public_host}",
+            f"    Port {self.public_port or 22}",
+            f"    User {ssh.user}",
+            f"    HostKeyAlias {ssh.host_key_alias}",
+            "    StrictHostKeyChecking yes",
+            "    ServerAliveInterval 30",
+            "    ServerAliveCountMax 4",
+        ]
+        lines.extend(f"    {key} {value}" for key, value in sorted(ssh.options.items()))
+        return "\n".join(lines) + "\n"
+
+    def known_hosts_line(self) -> str:
+        return self._require_ssh().known_hosts_line
+
+    def ssh_command(self, *extra: str) -> str:
+        """The one-line ``ssh`` command (needs the known_hosts line in ~/.ssh/known_hosts)."""
+        ssh = self._require_ssh()
+        parts = ["ssh", "-o", f"HostKeyAlias={ssh.host_key_alias}", "-p", str(self.public_port or 22)]
+        for key, value in sorted(ssh.options.items()):
+            parts += ["-o", f"'{key}={value}'" if " " in value else f"{key}={value}"]
+        parts += list(extra)
+        parts.append(f"{ssh.user}@{self.public_host}")
+        return " ".join(parts)
 
     def _fields(self) -> list:
         return [
