@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ... import display
+from ...errors import ServiceError
 from ...system import supervisor
 
 
@@ -54,6 +55,10 @@ class Provider:
 
     def validate(self, config: TunnelConfig) -> None:
         """Refuse bad options (BadInputError) before anything is started or written. Optional."""
+
+    def explain(self, config: TunnelConfig, error: ServiceError) -> ServiceError:
+        """A clearer error for a failed start, read from the agent's log (optional)."""
+        return error
 
     def health(self, service: supervisor.Service) -> str:
         return service.status
