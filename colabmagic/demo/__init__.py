@@ -1,0 +1,1 @@
+"""Demo helpers the quickstart notebook and the tests share: local servers and swarms on loopback."""

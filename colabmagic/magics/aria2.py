@@ -1,0 +1,177 @@
+"""``%aria2``: offline downloads (HTTP, FTP, magnet, torrent, metalink) through a supervised aria2 daemon."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, List, Optional
+
+from IPython.core.magic import line_magic, magics_class
+from traitlets import Bool, Float, Int, List as TList, Unicode
+
+from .base import ColabMagicsBase, make_parser
+
+parser = make_parser("aria2", "Download files in the background with aria2 (survives cell and kernel restarts).")
+_sub = parser.add_subparsers(dest="command", metavar="start|add|status|pause|resume|remove|trackers|rpc|stop")
+_start = _sub.add_parser("start", help="start (or restart with new settings) the aria2 daemon")
+_start.add_argument("--dir", default=None, help="default download folder")
+_start.add_argument("--max-concurrent", type=int, default=None, dest="max_concurrent")
+_add = _sub.add_parser("add", help="queue URLs, magnet links, .torrent or .metalink files")
+_add.add_argument("sources", nargs="+", metavar="URI|FILE")
+_add.add_argument("--dir", default=None, help="target folder (a Drive folder is staged locally first)")
+_add.add_argument("--out", default=None, help="file name inside the target folder")
+_add.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
+_add.add_argument("--user-agent", default=None, dest="user_agent")
+_add.add_argument("--seed-time", type=float, default=None, dest="seed_time", help="minutes to seed")
+_add.add_argument("--wait", action="store_true", help="block with a progress bar until done")
+_status = _sub.add_parser("status", help="a table of downloads")
+_status.add_argument("gid", nargs="?", default=None)
+_status.add_argument("--watch", action="store_true", help="keep the table live (does not block)")
+for _name, _help in (("pause", "pause a download or --all"), ("resume", "resume a download or --all"),
+                     ("remove", "remove a download or --all (files already written stay)")):
+    _p = _sub.add_parser(_name, help=_help)
+    _p.add_argument("gid", nargs="?", default=None)
+    _p.add_argument("--all", action="store_true", dest="all_downloads")
+_trackers = _sub.add_parser("trackers", help="the cached public tracker list")
+_trackers.add_argument("--update", action="store_true", help="fetch a fresh public list (not offline)")
+_sub.add_parser("rpc", help="how to use AriaNg or a browser extension through the SSH tunnel")
+_sub.add_parser("stop", help="stop the daemon (the queue is kept in the session file)")
+
+
+class StatusWatch:
+    """A background thread that keeps one ``%aria2 status`` output live until nothing is pending."""
+
+    def __init__(self, aria2: Any, gid: Optional[str], interval: float = 1.0, timeout: float = 3600.0):
+        from IPython.display import display
+
+        self.aria2 = aria2
+        self.gid = gid
+        self.interval = interval
+        self.timeout = timeout
+        self._stop = threading.Event()
+        self.handle = display(aria2.status(gid), display_id=True)
+        self.thread = threading.Thread(target=self._run, name="aria2-status-watch", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        end = time.monotonic() + self.timeout
+        while not self._stop.wait(self.interval) and time.monotonic() < end:
+            try:
+                table = self.aria2.status(self.gid)
+                self.handle.update(table)
+                if not self.aria2.pending():
+                    break
+            except Exception:
+                break
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def __repr__(self) -> str:
+        return f"<aria2 status watch {'running' if self.running else 'finished'}>"
+
+
+@magics_class
+class Aria2Magics(ColabMagicsBase):
+    """``%aria2``: background downloads with aria2 (settings: ``%config Aria2Magics``)."""
+
+    download_dir = Unicode("", help="Default download folder ('' = /content/downloads on Colab, else ~/Downloads).").tag(config=True)
+    max_concurrent = Int(5, help="Downloads that run at the same time.").tag(config=True)
+    dht = Bool(True, help="BitTorrent DHT (always off in offline mode).").tag(config=True)
+    lpd = Bool(False, help="BitTorrent Local Peer Discovery (always off in offline mode).").tag(config=True)
+    seed_time = Float(0.0, help="Minutes to seed a finished torrent (0 = stop at once).").tag(config=True)
+    public_trackers = Bool(True, help="Add the cached public tracker list (`%aria2 trackers --update`) to torrents; never in offline mode.").tag(config=True)
+    trackers = TList(Unicode(), default_value=[], help="Extra tracker URLs added to every torrent.").tag(config=True)
+    trackers_url = Unicode(
+        "https://raw.githubusercontent.com/ngosang/trackerslist/master/trackers_best.txt",
+        help="Where `%aria2 trackers --update` fetches the public tracker list.",
+    ).tag(config=True)
+    allow_bittorrent_on_colab = Bool(
+        False, help="Allow magnets and torrents on hosted Colab (its terms forbid P2P there).",
+    ).tag(config=True)
+    rpc_port = Int(0, help="RPC port on 127.0.0.1 (0 = 6800 if free, else any free port).").tag(config=True)
+    max_download_limit = Unicode("0", help="Per-download speed limit, e.g. '2M' (0 = none).").tag(config=True)
+    rpc_allow_origin_all = Bool(
+        True, help="Let web UIs (AriaNg) call the RPC from a browser page; the secret still guards it.",
+    ).tag(config=True)
+
+    def config(self, dir: Optional[str] = None, max_concurrent: Optional[int] = None) -> Any:
+        from ..services.aria2 import Aria2Config
+
+        return Aria2Config(
+            download_dir=dir or self.download_dir,
+            max_concurrent=max_concurrent or self.max_concurrent,
+            dht=self.dht,
+            lpd=self.lpd,
+            seed_time=self.seed_time,
+            public_trackers=self.public_trackers,
+            trackers=tuple(self.trackers),
+            allow_bittorrent_on_colab=self.allow_bittorrent_on_colab,
+            rpc_port=self.rpc_port,
+            max_download_limit=self.max_download_limit,
+            rpc_allow_origin_all=self.rpc_allow_origin_all,
+        )
+
+    @line_magic
+    def aria2(self, line: str = "") -> Any:
+        from ..services import aria2 as service
+
+        args = self.parse(parser, line)
+        if args is None:
+            return None
+        command = args.command or "status"
+        if command == "stop":
+            print("aria2 stopped" if service.stop() else "aria2 was not running")
+            return None
+        if command == "trackers":
+            return self._trackers(service, args.update)
+        if command in ("pause", "resume", "remove") and not args.gid and not args.all_downloads:
+            parser.error(f"{command} needs a download id or --all")
+        if command == "start":
+            daemon = service.start(self.config(args.dir, args.max_concurrent), progress=self.progress("aria2"))
+            print(("aria2 already running at " if daemon.service.reused else "aria2 started at ")
+                  + daemon.address)
+            return daemon
+        daemon = service.ensure(self.config(), progress=self.progress("aria2"))
+        if command == "add":
+            added = daemon.add(args.sources, dir=args.dir, out=args.out, headers=args.header,
+                               user_agent=args.user_agent, seed_time=args.seed_time,
+                               allow_bittorrent=service.daemon.bittorrent_allowed(self.config()))
+            if args.wait:
+                try:
+                    added = daemon.wait(added, progress=self.progress("aria2 download"))
+                except KeyboardInterrupt:
+                    print("interrupted: the downloads go on in the background (%aria2 status)")
+            return added[0] if len(added) == 1 else added
+        if command == "status":
+            if args.watch:
+                return StatusWatch(daemon, args.gid)
+            return daemon.status(args.gid)
+        if command == "rpc":
+            print(daemon.rpc_card())
+            return None
+        gid = None if args.all_downloads else args.gid
+        done: List[str] = getattr(daemon, command)(gid)
+        print(f"{command}: " + (", ".join(done) if done else "nothing to do"))
+        return None
+
+    def _trackers(self, service: Any, update: bool) -> Any:
+        from .. import display
+
+        if update:
+            found = service.update_trackers(self.trackers_url)
+            daemon = service.current()
+            if daemon is not None and self.public_trackers:
+                daemon.set_trackers(list(self.trackers) + [t for t in found if t not in self.trackers])
+        else:
+            found = service.cached_trackers()
+        return display.Table(["tracker"], [[t] for t in found], title="public trackers (cached)",
+                             empty="(no cached list: %aria2 trackers --update, not in offline mode)")
+
+
+Aria2Magics.aria2.__doc__ = parser.format_help()

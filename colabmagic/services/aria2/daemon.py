@@ -1,0 +1,587 @@
+"""The supervised aria2c daemon and the downloads it runs, driven over JSON-RPC with aria2p.
+
+aria2c runs in the foreground under the keeper with only ``--conf-path``
+on its command line; the config file (0600) holds the generated RPC secret,
+binds RPC to loopback, and names a session file that aria2 saves every few
+seconds and reads at start, so queued and partial downloads survive a
+crash, a ``%aria2 stop`` or a kernel restart. ``continue=true`` and a
+control file saved every second make a restarted download resume where it
+was. ``Aria2`` is a handle to the running daemon: add, inspect, pause,
+resume, remove and wait for downloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import time
+import urllib.request
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ... import display
+from ...errors import BadInputError, ColabMagicError, ServiceError
+from ...system import environment, installer, paths, probes, secrets, supervisor
+from . import download as dl
+from . import placement, validate
+from .download import Download
+
+NAME = "aria2"
+SECRET_NAME = "ARIA2_RPC_SECRET"
+DEFAULT_PORT = 6800
+PUBLIC_TRACKERS_URL = "https://raw.githubusercontent.com/ngosang/trackerslist/master/trackers_best.txt"
+Progress = Callable[[float, str], None]
+
+
+class DownloadError(ColabMagicError):
+    """A download failed (aria2's message is in the text)."""
+
+
+class SpaceWarning(UserWarning):
+    """Local disk looks too small for a download."""
+
+
+@dataclass(frozen=True)
+class Aria2Config:
+    """Settings for the daemon (built from ``Aria2Magics`` traits, or by hand in Python)."""
+
+    download_dir: str = ""
+    max_concurrent: int = 5
+    dht: bool = True
+    lpd: bool = False
+    seed_time: float = 0.0
+    public_trackers: bool = True
+    trackers: Tuple[str, ...] = ()
+    allow_bittorrent_on_colab: bool = False
+    rpc_port: int = 0
+    max_download_limit: str = "0"
+    rpc_allow_origin_all: bool = True
+    save_session_interval: int = 2
+    extra_options: Tuple[Tuple[str, str], ...] = ()
+
+
+def default_download_dir() -> str:
+    """``/content/downloads`` on Colab-like machines, else ``~/Downloads``."""
+    if os.path.isdir("/content"):
+        return "/content/downloads"
+    return str(Path.home() / "Downloads")
+
+
+def state_dir() -> Path:
+    return paths.subdir("aria2")
+
+
+def conf_path() -> Path:
+    return state_dir() / "aria2.conf"
+
+
+def session_path() -> Path:
+    return state_dir() / "session.txt"
+
+
+def trackers_path() -> Path:
+    return state_dir() / "trackers.txt"
+
+
+def cached_trackers() -> List[str]:
+    try:
+        lines = trackers_path().read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            try:
+                found.append(validate.tracker(line))
+            except BadInputError:
+                continue
+    return found
+
+
+def bittorrent_allowed(config: Aria2Config) -> bool:
+    return not environment.is_hosted_colab() or config.allow_bittorrent_on_colab
+
+
+def _secret() -> secrets.Secret:
+    existing = secrets.load(SECRET_NAME)
+    if existing:
+        return existing
+    value = secrets.generate_token(24)
+    secrets.store(SECRET_NAME, value)
+    return value
+
+
+def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
+    """Every global option except the secret, in a fixed order (so the file is stable)."""
+    offline = paths.offline()
+    bt = bittorrent_allowed(config)
+    trackers = list(config.trackers)
+    if config.public_trackers and not offline:
+        trackers += [t for t in cached_trackers() if t not in trackers]
+    download_dir = validate.directory(config.download_dir or default_download_dir())
+    opts: List[Tuple[str, str]] = [
+        ("enable-rpc", "true"),
+        ("rpc-listen-all", "false"),
+        ("rpc-listen-port", str(port)),
+        # AriaNg and browser extensions talk to the RPC port from a web page; the secret guards it.
+        ("rpc-allow-origin-all", "true" if config.rpc_allow_origin_all else "false"),
+        ("rpc-save-upload-metadata", "true"),
+        ("dir", download_dir),
+        ("input-file", str(session_path())),
+        ("save-session", str(session_path())),
+        ("save-session-interval", str(config.save_session_interval)),
+        ("auto-save-interval", "1"),
+        ("continue", "true"),
+        ("file-allocation", "none"),
+        ("max-concurrent-downloads", str(max(1, config.max_concurrent))),
+        ("max-overall-download-limit", "0"),
+        ("max-download-limit", config.max_download_limit or "0"),
+        ("enable-dht", "true" if config.dht and bt and not offline else "false"),
+        ("enable-dht6", "true" if config.dht and bt and not offline else "false"),
+        ("dht-file-path", str(state_dir() / "dht.dat")),
+        ("dht-file-path6", str(state_dir() / "dht6.dat")),
+        ("bt-enable-lpd", "true" if config.lpd and bt and not offline else "false"),
+        ("enable-peer-exchange", "false" if offline else "true"),
+        ("bt-tracker", ",".join(trackers) if bt else ""),
+        ("seed-time", f"{max(0.0, config.seed_time):g}"),
+        ("follow-torrent", "true" if bt else "false"),
+        ("follow-metalink", "true"),
+        ("on-download-complete", str(placement.hook_path())),
+        ("console-log-level", "notice"),
+        ("show-console-readout", "false"),
+        ("summary-interval", "0"),
+    ]
+    for key, value in config.extra_options:
+        opts.append((key, value))
+    return opts
+
+
+def _write_config(config: Aria2Config, port: int) -> str:
+    """Write the config file (0600, secret inside) and return a digest of it without the secret."""
+    opts = options_for(config, port)
+    public = "".join(f"{k}={v}\n" for k, v in opts)
+    text = "# written by colabmagic; regenerated on every start\n" + public
+    text += f"rpc-secret={_secret().reveal()}\n"
+    paths.write_file(conf_path(), text, mode=0o600)
+    if not session_path().exists():
+        paths.write_file(session_path(), "", mode=0o600)
+    placement.install_hook()
+    return hashlib.sha256(public.encode()).hexdigest()[:16]
+
+
+def _rpc_client(port: int, timeout: float = 10.0) -> Any:
+    import aria2p
+
+    return aria2p.Client(host="http://127.0.0.1", port=port, secret=_secret().reveal(), timeout=timeout)
+
+
+class Aria2:
+    """A handle to the running aria2 daemon (cheap to make; every query goes over RPC)."""
+
+    def __init__(self, service: supervisor.Service):
+        self.service = service
+        self._client: Any = None
+
+    # --- the daemon ------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self.service.info.get("port", 0))
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def download_dir(self) -> str:
+        return str(self.service.info.get("dir", ""))
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.service.pid
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = _rpc_client(self.port)
+        return self._client
+
+    def ping(self) -> bool:
+        """The readiness probe: ``aria2.getVersion`` answers with our secret."""
+        try:
+            return "version" in _rpc_client(self.port, timeout=2).get_version()
+        except Exception:
+            return False
+
+    def stop(self) -> bool:
+        return self.service.stop()
+
+    def secret(self) -> secrets.Secret:
+        return _secret()
+
+    def _call(self, method: str, *params: Any) -> Any:
+        import aria2p
+
+        try:
+            return self.client.call(method, list(params))
+        except aria2p.ClientException as exc:
+            raise DownloadError(f"aria2 refused {method.split('.')[-1]}: {exc.message}") from None
+        except OSError as exc:
+            raise ServiceError(f"aria2 RPC is not answering: {exc}", log=self.service.log) from None
+        except Exception as exc:  # requests' ConnectionError and friends
+            if type(exc).__module__.startswith(("requests", "urllib3")):
+                raise ServiceError(f"aria2 RPC is not answering: {exc}", log=self.service.log) from None
+            raise
+
+    # --- downloads ---------------------------------------------------------
+    def add(
+        self,
+        uris: Sequence[str],
+        dir: Optional[str] = None,
+        out: Optional[str] = None,
+        headers: Sequence[str] = (),
+        user_agent: Optional[str] = None,
+        seed_time: Optional[float] = None,
+        allow_bittorrent: Optional[bool] = None,
+    ) -> List[Download]:
+        """Queue downloads and return at once. Everything is checked before anything is added."""
+        items = validate.sources(list(uris))
+        out = validate.out_name(out)
+        if out is not None and len(items) > 1:
+            raise BadInputError("--out names one file: give one source with it")
+        target = validate.directory(dir) if dir else self.download_dir
+        header_list = validate.headers(headers)
+        agent = validate.user_agent(user_agent)
+        seed = validate.seed_time(seed_time)
+        allowed = self.service.info.get("bittorrent", True) if allow_bittorrent is None else allow_bittorrent
+        if any(i.is_bittorrent for i in items):
+            if environment.is_hosted_colab() and not allowed:
+                raise BadInputError(
+                    "BitTorrent is off on hosted Colab. " + environment.COLAB_TERMS
+                    + " To opt in: %config Aria2Magics.allow_bittorrent_on_colab = True"
+                )
+            if environment.is_hosted_colab():
+                print("Notice: " + environment.COLAB_TERMS)
+        fuse = placement.on_fuse(target)
+        gids: List[str] = []
+        for item in items:
+            options: Dict[str, Any] = {}
+            if fuse:
+                stage = placement.new_stage(target)
+                options["dir"] = str(stage.dir)
+                options["file-allocation"] = "none"
+            elif dir:
+                options["dir"] = target
+            if out:
+                options["out"] = out
+            if header_list:
+                options["header"] = header_list
+            if agent is not None:
+                options["user-agent"] = agent
+            if seed is not None:
+                options["seed-time"] = f"{seed:g}"
+            if item.kind in ("uri", "magnet"):
+                gids.append(self._call("aria2.addUri", [item.value], options))
+            else:
+                data = base64.b64encode(Path(item.value).read_bytes()).decode()
+                if item.kind == "torrent":
+                    gids.append(self._call("aria2.addTorrent", data, [], options))
+                else:
+                    gids.extend(self._call("aria2.addMetalink", data, options))
+        try:
+            self._call("aria2.saveSession")
+        except ColabMagicError:
+            pass
+        found = [self.get(g) for g in gids]
+        for d in found:
+            self.check_space(d)
+        return found
+
+    def check_space(self, d: Download) -> Optional[str]:
+        """Warn (SpaceWarning) when the disk aria2 writes to is smaller than what is left to fetch."""
+        write_dir = d.staged_in or (os.path.dirname(d.path) if d.path else self.download_dir)
+        message = placement.space_warning(write_dir, d.total, d.total - d.completed)
+        if message:
+            warnings.warn(message, SpaceWarning, stacklevel=2)
+        return message
+
+    def get(self, gid: str) -> Download:
+        return dl.from_status(self._call("aria2.tellStatus", validate.gid(gid), dl.STATUS_KEYS))
+
+    def downloads(self) -> List[Download]:
+        """Active, then waiting/paused, then finished downloads (newest 100)."""
+        found = list(self._call("aria2.tellActive", dl.STATUS_KEYS))
+        found += self._call("aria2.tellWaiting", 0, 1000, dl.STATUS_KEYS)
+        found += self._call("aria2.tellStopped", 0, 100, dl.STATUS_KEYS)
+        return [dl.from_status(s) for s in found]
+
+    def pending(self) -> List[Download]:
+        """Downloads not finished yet (active, waiting, paused)."""
+        found = list(self._call("aria2.tellActive", dl.STATUS_KEYS))
+        found += self._call("aria2.tellWaiting", 0, 1000, dl.STATUS_KEYS)
+        return [dl.from_status(s) for s in found]
+
+    def status(self, gid: Optional[str] = None) -> display.Table:
+        shown = [self.get(gid)] if gid else self.downloads()
+        return dl.table(shown)
+
+    def pause(self, gid: Optional[str] = None) -> List[str]:
+        if gid:
+            return [self._call("aria2.forcePause", validate.gid(gid))]
+        self._call("aria2.forcePauseAll")
+        return [d.gid for d in self.pending()]
+
+    def resume(self, gid: Optional[str] = None) -> List[str]:
+        if gid:
+            return [self._call("aria2.unpause", validate.gid(gid))]
+        self._call("aria2.unpauseAll")
+        return [d.gid for d in self.pending()]
+
+    def remove(self, gid: Optional[str] = None) -> List[str]:
+        """Remove one download (or every one) and forget its result; files already written stay."""
+        targets = [validate.gid(gid)] if gid else [d.gid for d in self.downloads()]
+        removed = []
+        for g in targets:
+            d = self.get(g)
+            if d.status in ("active", "waiting", "paused"):
+                self._call("aria2.forceRemove", g)
+                end = time.monotonic() + 10
+                while time.monotonic() < end and self.get(g).status not in ("removed", "error", "complete"):
+                    time.sleep(0.1)
+            try:
+                self._call("aria2.removeDownloadResult", g)
+            except DownloadError:
+                pass
+            removed.append(g)
+        try:
+            self._call("aria2.saveSession")
+        except ColabMagicError:
+            pass
+        return removed
+
+    def wait(
+        self,
+        downloads: Sequence[Download],
+        progress: Optional[Progress] = None,
+        timeout: Optional[float] = None,
+        interval: float = 0.5,
+    ) -> List[Download]:
+        """Block until every download is complete (and placed), raising DownloadError on a failure.
+
+        A magnet's metadata step is followed to the download it turns into.
+        """
+        gids = [d.gid for d in downloads]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        warned: set = set()
+        while True:
+            current: List[Download] = []
+            for i, g in enumerate(gids):
+                d = self.get(g)
+                while d.done and d.followed_by:
+                    gids[i] = g = d.followed_by[0]
+                    d = self.get(g)
+                current.append(d)
+                if d.total and g not in warned:
+                    warned.add(g)
+                    self.check_space(d)
+            failed = [d for d in current if d.failed]
+            if failed:
+                d = failed[0]
+                reason = d.error or d.status
+                raise DownloadError(
+                    f"download {d.gid} ({d.name}) failed: {reason}",
+                    details=[line for line in self.service.log_tail(8) if "secret" not in line.lower()],
+                )
+            total = sum(d.total for d in current)
+            got = sum(d.completed for d in current)
+            fraction = got / total if total else 0.0
+            finished = all(d.done for d in current)
+            if progress is not None:
+                speed = sum(d.speed for d in current)
+                names = ", ".join(d.name for d in current)[:60]
+                message = f"{names}  {display.human_bytes(got)}/{display.human_bytes(total) if total else '?'}"
+                if not finished:
+                    message += f"  {display.human_bytes(speed)}/s"
+                progress(1.0 if finished else min(fraction, 0.999), message)
+            if finished:
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise DownloadError(f"downloads still running after {timeout:.0f}s: {', '.join(gids)}")
+            time.sleep(interval)
+
+    # --- trackers and web UIs ---------------------------------------------------
+    def set_trackers(self, trackers: Sequence[str]) -> None:
+        self._call("aria2.changeGlobalOption", {"bt-tracker": ",".join(trackers)})
+
+    def rpc_card(self) -> str:
+        """How to reach the RPC port from a laptop (the one place the secret is shown)."""
+        return display.card_text(
+            "aria2 JSON-RPC (loopback only; reach it through an SSH tunnel)",
+            [
+                ("on your computer", f"ssh -L 6800:localhost:{self.port} <the ssh command from %tunnel>"),
+                ("RPC address", "http://localhost:6800/jsonrpc"),
+                ("secret token", self.secret().reveal()),
+                ("AriaNg", "AriaNg Settings > RPC: host localhost, port 6800, protocol http, secret above"),
+                ("browser extension", "Aria2 Explorer / Aria2 for Chrome: the same address and secret"),
+            ],
+        )
+
+    # --- presentation ------------------------------------------------------
+    def _fields(self) -> List[Any]:
+        try:
+            pending = len(self.pending())
+        except ColabMagicError:
+            pending = -1
+        return [
+            ("status", self.service.status),
+            ("pid", self.pid),
+            ("rpc", self.address),
+            ("folder", self.download_dir),
+            ("unfinished downloads", pending if pending >= 0 else "RPC not answering"),
+            ("restarts", self.service.restarts),
+            ("log", str(self.service.log)),
+        ]
+
+    def __repr__(self) -> str:
+        return display.card_text("aria2 daemon", self._fields())
+
+    def _repr_html_(self) -> str:
+        return display.card_html("aria2 daemon", self._fields())
+
+
+def _choose_port(config: Aria2Config, running: Optional[supervisor.Service]) -> int:
+    if config.rpc_port:
+        return config.rpc_port
+    if running is not None and running.info.get("port"):
+        return int(running.info["port"])
+    if not probes.port_open(DEFAULT_PORT) and _bindable(DEFAULT_PORT):
+        return DEFAULT_PORT
+    return probes.free_port()
+
+
+def _bindable(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def binary(progress: Optional[Progress] = None) -> str:
+    found = shutil.which("aria2c")
+    if not found:
+        installer.ensure_packages(["aria2"], progress=progress)
+        found = shutil.which("aria2c")
+    if not found:
+        raise ServiceError("aria2c is not installed and could not be installed")
+    return found
+
+
+def start(config: Aria2Config, progress: Optional[Progress] = None, timeout: float = 30.0) -> Aria2:
+    """Start the daemon with ``config`` (a running one with the same settings is reused as-is)."""
+    running = supervisor.adopt(NAME)
+    port = _choose_port(config, running)
+    if running is None or int(running.info.get("port", 0)) != port:
+        supervisor.check_port_free(port, "aria2 RPC")
+    exe = binary(progress)
+    download_dir = validate.directory(config.download_dir or default_download_dir())
+    digest = _write_config(config, port)
+    spec = supervisor.ServiceSpec(
+        name=NAME,
+        argv=[exe, f"--conf-path={conf_path()}"],
+        restart=True,
+        stop_timeout=15,
+        info={
+            "group": "aria2",
+            "address": f"127.0.0.1:{port}",
+            "port": port,
+            "dir": download_dir,
+            "config": digest,
+            "offline": paths.offline(),
+            "bittorrent": bittorrent_allowed(config),
+        },
+    )
+    probe_port = port
+
+    def ready() -> bool:
+        try:
+            return "version" in _rpc_client(probe_port, timeout=2).get_version()
+        except Exception:
+            return False
+
+    service = supervisor.start(spec, ready=ready, timeout=timeout)
+    return Aria2(service)
+
+
+def ensure(config: Aria2Config, progress: Optional[Progress] = None) -> Aria2:
+    """The running daemon (waiting out a restart in progress), else a new one started with ``config``.
+
+    A running daemon is kept even if settings changed (``start`` applies new
+    settings), except when offline mode changed: then it restarts so that
+    DHT/LPD/public trackers follow it.
+    """
+    running = supervisor.adopt(NAME)
+    if running is not None and running.keeper_alive() and running.info.get("offline") == paths.offline():
+        handle = Aria2(running)
+        if probes.wait_for(handle.ping, timeout=30, interval=0.1):
+            return handle
+    if running is not None:
+        # Reuse its folder and port so a restart does not change where downloads go.
+        config = _with_running(config, running)
+    return start(config, progress=progress)
+
+
+def _with_running(config: Aria2Config, running: supervisor.Service) -> Aria2Config:
+    info = running.info
+    return replace(
+        config,
+        download_dir=config.download_dir or str(info.get("dir", "")),
+        rpc_port=config.rpc_port or int(info.get("port", 0)),
+    )
+
+
+def current() -> Optional[Aria2]:
+    """The running daemon adopted from disk, or None (no RPC call, no start)."""
+    service = supervisor.adopt(NAME)
+    if service is None:
+        return None
+    return Aria2(service)
+
+
+def stop() -> bool:
+    service = supervisor.adopt(NAME)
+    return bool(service and service.stop())
+
+
+def update_trackers(url: str = PUBLIC_TRACKERS_URL, timeout: float = 20.0) -> List[str]:
+    """Fetch a public tracker list into the cache (refused in offline mode)."""
+    if paths.offline():
+        raise BadInputError(
+            "offline mode (COLABMAGIC_OFFLINE=1): public tracker lists are not fetched; "
+            f"the cached list ({trackers_path()}) is used as it is"
+        )
+    try:
+        validate.url(url)
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - checked http(s) URL
+            text = resp.read(1_000_000).decode("utf-8", "replace")
+    except (OSError, ValueError) as exc:
+        raise ColabMagicError(f"could not fetch the tracker list from {url}: {exc}") from None
+    found = []
+    for line in text.splitlines():
+        try:
+            t = validate.tracker(line)
+        except BadInputError:
+            continue
+        if t not in found:
+            found.append(t)
+    if not found:
+        raise ColabMagicError(f"no tracker URLs in {url}")
+    paths.write_file(trackers_path(), "\n".join(found) + "\n", mode=0o600)
+    return found

@@ -1,0 +1,156 @@
+"""``Download``: what one aria2 download is, as a user sees it (built from ``aria2.tellStatus``).
+
+``path`` is always the final location: for a download staged on local disk
+because its folder is on a FUSE mount, it is the path in that folder, and
+``status`` is ``placing`` between aria2 finishing and the file being moved
+there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+from ... import display
+from . import placement
+
+STATUS_KEYS = [
+    "gid", "status", "totalLength", "completedLength", "downloadSpeed", "uploadSpeed", "dir",
+    "files", "bittorrent", "errorCode", "errorMessage", "followedBy", "following", "infoHash",
+    "numSeeders", "connections",
+]
+
+
+@dataclass(frozen=True)
+class Download:
+    """One download: ``gid``, ``name``, ``status``, ``progress`` (0..1), ``speed`` (B/s), final ``path``."""
+
+    gid: str
+    name: str
+    status: str
+    progress: float
+    speed: int
+    path: Optional[str]
+    total: int = 0
+    completed: int = 0
+    error: str = ""
+    followed_by: Sequence[str] = ()
+    staged_in: Optional[str] = None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("error", "removed")
+
+    def _fields(self) -> List[Any]:
+        fields: List[Any] = [
+            ("gid", self.gid),
+            ("status", self.status),
+            ("progress", display.bar_text(self.progress)),
+            ("size", display.human_bytes(self.total) if self.total else "unknown"),
+            ("speed", f"{display.human_bytes(self.speed)}/s"),
+            ("path", self.path or "(not known yet)"),
+        ]
+        if self.staged_in:
+            fields.append(("staged in", self.staged_in))
+        if self.error:
+            fields.append(("error", self.error))
+        return fields
+
+    def __repr__(self) -> str:
+        return display.card_text(f"Download {self.name}", self._fields())
+
+    def _repr_html_(self) -> str:
+        return display.card_html(f"Download {self.name}", self._fields())
+
+
+def _name(status: Dict[str, Any]) -> str:
+    bt = status.get("bittorrent") or {}
+    name = (bt.get("info") or {}).get("name")
+    if name:
+        return str(name)
+    files = status.get("files") or []
+    if files:
+        path = files[0].get("path") or ""
+        if path and not path.startswith("[METADATA]"):
+            return os.path.basename(path)
+        if path.startswith("[METADATA]"):
+            return path
+        uris = files[0].get("uris") or []
+        if uris:
+            return os.path.basename(uris[0].get("uri", "").split("?")[0]) or uris[0].get("uri", "")
+    return str(status.get("gid", ""))
+
+
+def _aria2_path(status: Dict[str, Any]) -> Optional[str]:
+    """Where aria2 writes: the single file, or the torrent's top folder for a multi-file torrent."""
+    files = status.get("files") or []
+    bt = status.get("bittorrent") or {}
+    folder = status.get("dir") or ""
+    if bt.get("mode") == "multi" and (bt.get("info") or {}).get("name"):
+        return os.path.join(folder, bt["info"]["name"])
+    if files:
+        path = files[0].get("path") or ""
+        if path and not path.startswith("[METADATA]"):
+            return path
+    return None
+
+
+def from_status(status: Dict[str, Any]) -> Download:
+    total = int(status.get("totalLength") or 0)
+    done = int(status.get("completedLength") or 0)
+    state = str(status.get("status", "unknown"))
+    where = _aria2_path(status)
+    stage = placement.stage_of(status.get("dir") or "")
+    error = str(status.get("errorMessage") or "") if state == "error" else ""
+    staged_in = None
+    if stage is not None:
+        staged_in = str(stage.dir)
+        if where is not None:
+            rel = os.path.relpath(where, stage.dir)
+            where = os.path.join(stage.target, rel)
+        record = placement.read_record(stage.record)
+        if state == "complete":
+            if record.get("state") == "error":
+                state, error = "error", str(record.get("error", "could not move into place"))
+            elif record.get("state") != "placed":
+                state = "placing"
+    progress = 1.0 if state == "complete" else (done / total if total else 0.0)
+    if state == "placing":
+        progress = 0.999
+    return Download(
+        gid=str(status.get("gid")),
+        name=_name(status),
+        status=state,
+        progress=progress,
+        speed=int(status.get("downloadSpeed") or 0),
+        path=where,
+        total=total,
+        completed=done,
+        error=error,
+        followed_by=tuple(status.get("followedBy") or ()),
+        staged_in=staged_in,
+    )
+
+
+def table(downloads: Sequence[Download], title: str = "aria2 downloads") -> display.Table:
+    rows = [
+        [
+            d.gid,
+            d.name[:48],
+            d.status,
+            display.bar_text(d.progress),
+            display.human_bytes(d.total) if d.total else "?",
+            f"{display.human_bytes(d.speed)}/s" if d.status == "active" else "",
+            d.path or "",
+        ]
+        for d in downloads
+    ]
+    return display.Table(
+        ["gid", "name", "status", "progress", "size", "speed", "path"], rows, title=title,
+        empty="(no downloads)",
+    )
