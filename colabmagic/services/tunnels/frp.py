@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ...errors import BadInputError
+from ...errors import BadInputError, ServiceError
 from ...system import paths, secrets, supervisor
 from . import agent, binaries
 from .base import Provider, PublicAddress, TunnelConfig
@@ -127,6 +127,25 @@ def render(config: TunnelConfig, token: Optional[str], admin_port: int, admin_pa
 class FrpProvider(Provider):
     name = "frp"
     protos = ("tcp", "http")
+
+    def validate(self, config: TunnelConfig) -> None:
+        validate(config)
+
+    def explain(self, config: TunnelConfig, error: ServiceError) -> ServiceError:
+        text = "\n".join(error.details)
+        server = config.options.get("server")
+        reason = ""
+        if "login to server failed" in text or "login to the server failed" in text:
+            found = re.findall(r"login to (?:the )?server failed: ([^\n]*)", text)
+            reason = f"frps at {server} refused the login ({found[-1].strip()}); check the secret FRP_TOKEN"
+        elif "connect to server error" in text:
+            reason = f"frps at {server} cannot be reached; frpc keeps retrying"
+        elif "start error" in text:
+            found = re.findall(r"start error: ([^\n]*)", text)
+            reason = f"frps refused the proxy: {found[-1].strip()}"
+        if not reason:
+            return error
+        return ServiceError(f"{error.message}: {reason}", log=error.log, details=error.details)
 
     def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
         validate(config)  # bad input fails before anything is fetched or written
