@@ -15,11 +15,12 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...errors import BadInputError, ServiceError
 from ...system import probes, supervisor
-from .base import Provider, PublicAddress, Tunnel, TunnelConfig
+from .. import jupyter, sshd
+from .base import Provider, PublicAddress, SshAccess, Tunnel, TunnelConfig
 
 PROVIDERS: Dict[str, str] = {
     "ssh": "colabmagic.services.tunnels.ssh",
@@ -33,6 +34,7 @@ SERVICE_PREFIX = "tunnel-"
 GROUP = "tunnel"
 # A killed agent is back within a few seconds: the keeper's back-off doubles from 0.5 s up to this.
 BACKOFF_MAX = 4.0
+HOST_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
 
 Announce = Callable[[str], None]
@@ -122,6 +124,27 @@ def _tunnel(service: supervisor.Service, info: Optional[Dict[str, Any]] = None) 
         pid=service.pid,
         restarts=service.restarts,
         proto=str(info.get("proto", "tcp")),
+        ssh=_ssh_access(info),
+    )
+
+
+def _ssh_access(info: Dict[str, Any]) -> Optional[SshAccess]:
+    access = info.get("ssh_access")
+    if not isinstance(access, dict) or not info.get("public_host"):
+        return None
+    options: Dict[str, str] = {}
+    try:
+        address = PublicAddress(info.get("public_host"), info.get("public_port"), info.get("public_url"))
+        options = dict(provider(str(info.get("provider"))).ssh_options(_config_from_info(info), address))
+    except Exception:
+        pass
+    return SshAccess(
+        user=str(access.get("user", "root")),
+        host_alias=str(access.get("host_alias", "colabmagic")),
+        host_key_alias=str(access.get("host_key_alias", "")),
+        known_hosts_line=str(access.get("known_hosts_line", "")),
+        fingerprint=str(access.get("fingerprint", "")),
+        options=options,
     )
 
 
@@ -141,21 +164,17 @@ def start(
     via: str,
     timeout: float = 60.0,
     announce: Announce = _print,
+    extra_info: Optional[Dict[str, Any]] = None,
 ) -> Tunnel:
     """Expose ``config.local_port`` through provider ``via``; reuse an identical running tunnel.
 
     Returns the ``Tunnel`` once the agent is ready and its public address known.
     """
-    check_name(config.name)
-    check_port(config.local_port, "local port")
-    prov = provider(via)
-    if config.proto not in prov.protos:
-        raise BadInputError(
-            f"provider {via!r} does not carry {config.proto}; it carries: {', '.join(prov.protos)}"
-        )
+    prov = check(config, via)
     agent = prov.spec(config)
     info = dict(agent.info)
     info.update(_config_to_info(config, via))
+    info.update(extra_info or {})
     spec = supervisor.ServiceSpec(
         name=service_name(config.name),
         argv=list(agent.argv),
@@ -166,14 +185,14 @@ def start(
         stop_timeout=agent.stop_timeout,
         info=info,
     )
-    holder: Dict[str, supervisor.Service] = {}
 
     def ready() -> bool:
-        svc = holder.get("service") or supervisor.Service(spec.name)
-        return prov.ready(config, svc)
+        return prov.ready(config, supervisor.Service(spec.name))
 
-    service = supervisor.start(spec, ready=ready, timeout=timeout)
-    holder["service"] = service
+    try:
+        service = supervisor.start(spec, ready=ready, timeout=timeout)
+    except ServiceError as exc:
+        raise prov.explain(config, exc) from None
     previous = service.info.get("public")
     address = prov.address(config, service)
     if not (address.host or address.url):
@@ -188,6 +207,84 @@ def start(
         if previous and previous != service.info.get("public"):
             announce(f"tunnel {config.name!r} has a new public address: {service.info.get('public')}")
     return tunnel
+
+
+def start_ssh(
+    sshd_config: sshd.SshdConfig,
+    via: str,
+    options: Optional[Dict[str, Any]] = None,
+    binary: Optional[str] = None,
+    name: str = "ssh",
+    host_alias: str = "colabmagic",
+    timeout: float = 60.0,
+    progress: Optional[Callable[[float, str], None]] = None,
+    announce: Announce = _print,
+) -> Tuple[Tunnel, sshd.Sshd]:
+    """``%tunnel ssh``: colabmagic's sshd (started or reused) exposed through provider ``via``.
+
+    Returns the tunnel (with ``ssh_config()``) and the sshd (whose ``password`` is set only
+    when ``sshd_config.password`` asked for one).
+    """
+    if not HOST_ALIAS.match(host_alias):
+        raise BadInputError(f"not a Host name for ~/.ssh/config: {host_alias!r}")
+    sshd.check_user(sshd_config.user)
+    probe = TunnelConfig(name=name, local_port=sshd_config.port or 22, proto="tcp",
+                         options=dict(options or {}), binary=binary)
+    check(probe, via)
+    server = sshd.ensure(sshd_config, progress=progress)
+    if server.reused:
+        announce(f"colabmagic's sshd was already running on 127.0.0.1:{server.port}: reused it "
+                 f"(host key {server.fingerprint})")
+    config = TunnelConfig(name=name, local_port=server.port, proto="tcp",
+                          options=dict(options or {}), binary=binary)
+    access = {
+        "user": server.user,
+        "host_alias": host_alias,
+        "host_key_alias": server.host_key_alias,
+        "known_hosts_line": server.known_hosts_line,
+        "fingerprint": server.fingerprint,
+    }
+    tunnel = start(config, via, timeout=timeout, announce=announce,
+                   extra_info={"ssh_access": access, "group": GROUP})
+    return tunnel, server
+
+
+def start_jupyter(
+    via: str,
+    options: Optional[Dict[str, Any]] = None,
+    binary: Optional[str] = None,
+    name: str = "jupyter",
+    proto: str = "http",
+    root_dir: Optional[str] = None,
+    timeout: float = 90.0,
+    announce: Announce = _print,
+) -> Tuple[Tunnel, jupyter.JupyterLab]:
+    """``%tunnel jupyter``: JupyterLab (token auth, loopback, supervised) exposed through ``via``.
+
+    Stopping the tunnel stops this JupyterLab too.
+    """
+    check(TunnelConfig(name=name, local_port=8888, proto=proto, options=dict(options or {}), binary=binary), via)
+    lab = jupyter.ensure(root_dir=root_dir, timeout=timeout)
+    if lab.reused:
+        announce(f"JupyterLab was already running on 127.0.0.1:{lab.port}: reused it")
+    config = TunnelConfig(name=name, local_port=lab.port, proto=proto, options=dict(options or {}),
+                          binary=binary)
+    tunnel = start(config, via, timeout=timeout, announce=announce,
+                   extra_info={"stop_with": [jupyter.SERVICE]})
+    return tunnel, lab
+
+
+def check(config: TunnelConfig, via: str) -> Provider:
+    """Every check on a tunnel request, before anything is started or written."""
+    check_name(config.name)
+    check_port(config.local_port, "local port")
+    prov = provider(via)
+    if config.proto not in prov.protos:
+        raise BadInputError(
+            f"provider {via!r} does not carry {config.proto}; it carries: {', '.join(prov.protos)}"
+        )
+    prov.validate(config)
+    return prov
 
 
 def refresh(service: supervisor.Service, announce: Announce = _print) -> Optional[str]:

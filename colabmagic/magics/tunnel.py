@@ -1,0 +1,233 @@
+"""``%tunnel``: SSH into this machine and expose local ports, through a chosen tunnel provider.
+
+Parses the line, turns settings and options into plain config objects,
+calls ``colabmagic.services.tunnels`` and returns a ``Tunnel``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from IPython.core.error import UsageError
+from IPython.core.magic import line_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.utils.process import arg_split
+from traitlets import Float, Int, Unicode
+from traitlets import List as ListTrait
+
+from .. import display
+from ..services import jupyter, sshd, tunnels
+from ..services.tunnels.base import Tunnel
+from ..system import supervisor
+from .base import ColabMagicsBase, make_parser
+
+COMMANDS = ("ssh", "jupyter", "list", "stop")
+
+
+def _provider_options(parser: MagicArgumentParser) -> None:
+    group = parser.add_argument_group("provider options")
+    group.add_argument("--via", metavar="PROVIDER", help=f"one of {', '.join(tunnels.PROVIDERS)}")
+    group.add_argument("--name", help="the tunnel's name (default: ssh, jupyter or the port)")
+    group.add_argument("--relay", metavar="[USER@]HOST[:PORT]", help="ssh: the SSH server to tunnel through")
+    group.add_argument("--relay-host-key", metavar="'TYPE BASE64'", help="ssh: the relay's host key (pinned)")
+    group.add_argument("--relay-known-hosts", metavar="FILE", help="ssh: a known_hosts file with the relay's key")
+    group.add_argument("--relay-key-file", metavar="PATH", help="ssh: private key to log in to the relay")
+    group.add_argument("--remote-port", metavar="N", help="ssh/frp: the port opened on the relay or frps")
+    group.add_argument("--server", metavar="HOST:PORT", help="frp: your frps server")
+    group.add_argument("--domain", help="frp: custom domain for http")
+
+
+parser = make_parser("tunnel", "SSH into this machine and expose local ports through a tunnel provider.")
+_sub = parser.add_subparsers(dest="command", metavar="ssh|PORT|jupyter|list|stop")
+_ssh = _sub.add_parser("ssh", help="colabmagic's own sshd, exposed through the provider")
+_ssh.add_argument("--key", action="append", default=[], metavar="PUBKEY", help="a public key to authorize")
+_ssh.add_argument("--key-file", action="append", default=[], metavar="PATH", help="a .pub or authorized_keys file")
+_ssh.add_argument("--github", action="append", default=[], metavar="USER", help="authorize USER's GitHub keys")
+_ssh.add_argument("--password", action="store_true", help="also allow a generated password (shown once)")
+_ssh.add_argument("--user", help="the login user (default: root)")
+_ssh.add_argument("--port", metavar="N", help="sshd's loopback port (default: remembered, else a free one)")
+_ssh.add_argument("--env", action="append", default=[], metavar="NAME",
+                  help="also pass this kernel variable to SSH sessions")
+_ssh.add_argument("--proto", choices=["tcp"], default="tcp", help="tcp (ssh is always tcp)")
+_provider_options(_ssh)
+_jup = _sub.add_parser("jupyter", help="JupyterLab with token auth, exposed through the provider")
+_jup.add_argument("--show-token", action="store_true", help="print the login URL with its token")
+_jup.add_argument("--proto", choices=["http", "tcp"], default="http")
+_provider_options(_jup)
+_sub.add_parser("list", help="name, provider, local port, public address, state, restarts, pid")
+_stop = _sub.add_parser("stop", help="stop a tunnel by name, or --all")
+_stop.add_argument("name", nargs="?", default="")
+_stop.add_argument("--all", action="store_true", dest="all_tunnels")
+
+port_parser = make_parser("tunnel PORT", "Expose a local port (TensorBoard, Gradio, a web UI).")
+port_parser.add_argument("port", metavar="PORT")
+port_parser.add_argument("--proto", choices=["http", "tcp"], default="http")
+_provider_options(port_parser)
+
+
+def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional[str]) -> str:
+    """What to paste on the client: known_hosts line, Host block, commands."""
+    assert tunnel.ssh is not None
+    alias = tunnel.ssh.host_alias
+    lines = [
+        f"SSH to this machine via {tunnel.provider}: {tunnel.public_host}:{tunnel.public_port} "
+        f"(host key {server.fingerprint})",
+        "",
+        "1. Append to ~/.ssh/known_hosts (pins this machine's host key):",
+        tunnel.known_hosts_line(),
+        "",
+        "2. Append to ~/.ssh/config:",
+        tunnel.ssh_config().rstrip("\n"),
+        "",
+        f"Then: ssh {alias}",
+        f"   VS Code: Remote-SSH: Connect to Host... -> {alias} (it reads the same ~/.ssh/config)",
+        f"   one line: {tunnel.ssh_command()}",
+        f"   VNC (%vnc start) through it: ssh -L 5901:localhost:5901 -N {alias}",
+        f"      one line: {tunnel.ssh_command('-L', '5901:localhost:5901', '-N')}",
+    ]
+    if password_shown:
+        lines += ["", f"Password for {server.user} (shown this once because you asked; "
+                      f"key login still works): {password_shown}"]
+    return "\n".join(lines)
+
+
+@magics_class
+class TunnelMagics(ColabMagicsBase):
+    """``%tunnel``: SSH into this machine and expose local ports through a tunnel provider."""
+
+    provider = Unicode("cloudflared", help="The provider used when --via is not given: "
+                       + ", ".join(tunnels.PROVIDERS)).tag(config=True)
+    relay = Unicode("", help="Default --relay for the ssh provider: [user@]host[:port].").tag(config=True)
+    relay_host_key = Unicode("", help="Default --relay-host-key ('TYPE BASE64').").tag(config=True)
+    relay_known_hosts = Unicode("", help="Default --relay-known-hosts (a known_hosts file).").tag(config=True)
+    relay_key_file = Unicode("", help="Default --relay-key-file (private key for the relay).").tag(config=True)
+    frp_server = Unicode("", help="Default --server for the frp provider (host:port).").tag(config=True)
+    frpc_path = Unicode("", help="Path of the frpc binary (downloaded into $COLABMAGIC_HOME if empty "
+                        "and the machine is online).").tag(config=True)
+    cloudflared_path = Unicode("", help="Path of the cloudflared binary (downloaded if empty and online)."
+                               ).tag(config=True)
+    ngrok_path = Unicode("", help="Path of the ngrok binary (pyngrok fetches it if empty and online)."
+                         ).tag(config=True)
+    ssh_user = Unicode("root", help="The user %tunnel ssh logs in as.").tag(config=True)
+    sshd_port = Int(0, help="colabmagic's sshd loopback port (0: remembered, else a free one).").tag(config=True)
+    ssh_env = ListTrait(Unicode(), default_value=[], help="Extra kernel variables SSH sessions see "
+                        "(like --env).").tag(config=True)
+    host_alias = Unicode("colabmagic", help="The Host name in the printed ~/.ssh/config block.").tag(config=True)
+    timeout = Float(60.0, help="Seconds to wait for a tunnel to come up.").tag(config=True)
+
+    def _binary(self, via: str) -> Optional[str]:
+        path = {"frp": self.frpc_path, "cloudflared": self.cloudflared_path, "ngrok": self.ngrok_path}.get(via)
+        return path or None
+
+    def _options(self, args: Any) -> Dict[str, Any]:
+        values = {
+            "relay": args.relay or self.relay,
+            "relay_host_key": args.relay_host_key or (None if args.relay_known_hosts else self.relay_host_key),
+            "relay_known_hosts": args.relay_known_hosts or (None if args.relay_host_key else self.relay_known_hosts),
+            "relay_key_file": args.relay_key_file or self.relay_key_file,
+            "remote_port": tunnels.check_port(args.remote_port, "--remote-port") if args.remote_port else None,
+            "server": args.server or self.frp_server,
+            "domain": args.domain,
+        }
+        return {k: v for k, v in values.items() if v not in (None, "")}
+
+    def _announce_login_key(self, tunnel: Tunnel) -> None:
+        svc = supervisor.adopt(tunnels.service_name(tunnel.name))
+        key = svc.info.get("relay_login_key") if svc else None
+        if key:
+            print(f"colabmagic logs in to the relay with its own key; authorize it there:\n{key}")
+
+    def _parse(self, chosen: MagicArgumentParser, words: List[str]) -> Optional[Any]:
+        """Parse shell-style words (quotes removed, so --key 'ssh-ed25519 AAA... me' is one value)."""
+        self.state  # noqa: B018 - make sure _colabmagic exists
+        try:
+            return chosen.parse_args(words)
+        except SystemExit:
+            return None
+
+    @line_magic
+    def tunnel(self, line: str = "") -> Any:
+        try:
+            words = arg_split(line, posix=True)
+        except ValueError as exc:
+            raise UsageError(f"%tunnel: {exc} (unbalanced quotes?)") from None
+        if words and words[0] not in COMMANDS and not words[0].startswith("-"):
+            args = self._parse(port_parser, words)
+            return None if args is None else self._expose(args)
+        args = self._parse(parser, words)
+        if args is None:
+            return None
+        command = args.command or "list"
+        if command == "ssh":
+            return self._ssh(args)
+        if command == "jupyter":
+            return self._jupyter(args)
+        if command == "stop":
+            if not args.name and not args.all_tunnels:
+                parser.error("stop needs a tunnel name or --all")
+            stopped = tunnels.stop_all() if args.all_tunnels else ([args.name] if tunnels.stop(args.name) else [])
+            print("stopped: " + (", ".join(stopped) if stopped else "no such tunnel was running"))
+            return None
+        return self._list()
+
+    def _ssh(self, args: Any) -> Tunnel:
+        via = args.via or self.provider
+        port = tunnels.check_port(args.port, "--port") if args.port else (self.sshd_port or None)
+        keys = sshd.collect_keys(args.key, args.key_file, args.github)
+        config = sshd.SshdConfig(
+            user=args.user or self.ssh_user,
+            port=port,
+            keys=keys,
+            password=bool(args.password),
+            env_names=tuple(dict.fromkeys(list(self.ssh_env) + list(args.env))),
+        )
+        tunnel, server = tunnels.start_ssh(
+            config, via, options=self._options(args), binary=self._binary(via),
+            name=tunnels.check_name(args.name or "ssh"), host_alias=self.host_alias,
+            timeout=self.timeout, progress=self.progress("installing openssh-server"),
+        )
+        self._announce_login_key(tunnel)
+        shown = server.password.reveal() if (args.password and server.password) else None
+        print(ssh_instructions(tunnel, server, shown))
+        return tunnel
+
+    def _expose(self, args: Any) -> Tunnel:
+        via = args.via or self.provider
+        port = tunnels.check_port(args.port, "PORT")
+        config = tunnels.TunnelConfig(
+            name=tunnels.check_name(args.name or str(port)), local_port=port, proto=args.proto,
+            options=self._options(args), binary=self._binary(via),
+        )
+        tunnels.check(config, via)
+        tunnel = tunnels.start(config, via, timeout=self.timeout)
+        self._announce_login_key(tunnel)
+        where = tunnel.public_url or f"{tunnel.public_host}:{tunnel.public_port}"
+        print(f"127.0.0.1:{port} is reachable at {where} (via {via})")
+        return tunnel
+
+    def _jupyter(self, args: Any) -> Tunnel:
+        via = args.via or self.provider
+        tunnel, lab = tunnels.start_jupyter(
+            via, options=self._options(args), binary=self._binary(via),
+            name=tunnels.check_name(args.name or "jupyter"), proto=args.proto, timeout=max(self.timeout, 90.0),
+        )
+        self._announce_login_key(tunnel)
+        where = tunnel.public_url or f"http://{tunnel.public_host}:{tunnel.public_port}/"
+        print(f"JupyterLab (127.0.0.1:{lab.port}, root {lab.root_dir}) is reachable at {where}")
+        if args.show_token and lab.token:
+            print(f"login URL (shown because you asked): {where.rstrip('/')}/lab?token={lab.token.reveal()}")
+        else:
+            print("it asks for a token: `%tunnel jupyter --show-token` prints the login URL "
+                  f"(the token is kept in {jupyter.token_file()}, mode 0600)")
+        return tunnel
+
+    def _list(self) -> display.Table:
+        rows: List[List[Any]] = []
+        for t in tunnels.list_tunnels():
+            public = t.public_url or (f"{t.public_host}:{t.public_port}" if t.public_host else None)
+            rows.append([t.name, t.provider, t.local_port, public, t.status, t.restarts, t.pid])
+        return display.Table(["name", "provider", "local port", "public address", "state", "restarts", "pid"],
+                             rows, title="tunnels", empty="(no tunnels running)")
+
+
+TunnelMagics.tunnel.__doc__ = parser.format_help() + "\n" + port_parser.format_help()
