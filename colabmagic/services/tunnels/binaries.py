@@ -108,6 +108,11 @@ def resolve(command: str, setting: Optional[str] = None, progress: Optional[Call
     found = shutil.which(command)
     if found:
         return str(Path(found).resolve())
+    if command == "ngrok":  # where pyngrok installs it by default, if it did before
+        from pyngrok import conf
+
+        if _executable(Path(conf.DEFAULT_NGROK_PATH)):
+            return conf.DEFAULT_NGROK_PATH
     if paths.offline():
         raise _missing(agent, "colabmagic is offline (COLABMAGIC_OFFLINE is set), so it is not downloaded")
     try:
