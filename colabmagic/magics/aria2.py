@@ -7,7 +7,9 @@ import time
 from typing import Any, List, Optional
 
 from IPython.core.magic import line_magic, magics_class
-from traitlets import Bool, Float, Int, List as TList, Unicode
+from IPython.utils.process import arg_split
+from traitlets import Bool, Float, Int, Unicode
+from traitlets import List as TList
 
 from .base import ColabMagicsBase, make_parser
 
@@ -36,6 +38,8 @@ _trackers = _sub.add_parser("trackers", help="the cached public tracker list")
 _trackers.add_argument("--update", action="store_true", help="fetch a fresh public list (not offline)")
 _sub.add_parser("rpc", help="how to use AriaNg or a browser extension through the SSH tunnel")
 _sub.add_parser("stop", help="stop the daemon (the queue is kept in the session file)")
+# An empty parser: calling the base class's parse with it makes sure the state object exists.
+_quoting_probe = make_parser("aria2", "")
 
 
 class StatusWatch:
@@ -100,7 +104,7 @@ class Aria2Magics(ColabMagicsBase):
         True, help="Let web UIs (AriaNg) call the RPC from a browser page; the secret still guards it.",
     ).tag(config=True)
 
-    def config(self, dir: Optional[str] = None, max_concurrent: Optional[int] = None) -> Any:
+    def settings(self, dir: Optional[str] = None, max_concurrent: Optional[int] = None) -> Any:
         from ..services.aria2 import Aria2Config
 
         return Aria2Config(
@@ -117,11 +121,21 @@ class Aria2Magics(ColabMagicsBase):
             rpc_allow_origin_all=self.rpc_allow_origin_all,
         )
 
+    def parse_posix(self, line: str) -> Any:
+        """Parse with shell quoting (``--header "Cookie: a=b"`` is one value, without its quotes)."""
+        self.parse(_quoting_probe, "")
+        try:
+            return parser.parse_args(arg_split(line, posix=True))
+        except SystemExit:
+            return None
+        except ValueError as exc:  # an unbalanced quote
+            parser.error(str(exc))
+
     @line_magic
     def aria2(self, line: str = "") -> Any:
         from ..services import aria2 as service
 
-        args = self.parse(parser, line)
+        args = self.parse_posix(line)
         if args is None:
             return None
         command = args.command or "status"
@@ -133,15 +147,15 @@ class Aria2Magics(ColabMagicsBase):
         if command in ("pause", "resume", "remove") and not args.gid and not args.all_downloads:
             parser.error(f"{command} needs a download id or --all")
         if command == "start":
-            daemon = service.start(self.config(args.dir, args.max_concurrent), progress=self.progress("aria2"))
+            daemon = service.start(self.settings(args.dir, args.max_concurrent), progress=self.progress("aria2"))
             print(("aria2 already running at " if daemon.service.reused else "aria2 started at ")
                   + daemon.address)
             return daemon
-        daemon = service.ensure(self.config(), progress=self.progress("aria2"))
+        daemon = service.ensure(self.settings(), progress=self.progress("aria2"))
         if command == "add":
             added = daemon.add(args.sources, dir=args.dir, out=args.out, headers=args.header,
                                user_agent=args.user_agent, seed_time=args.seed_time,
-                               allow_bittorrent=service.daemon.bittorrent_allowed(self.config()))
+                               allow_bittorrent=service.daemon.bittorrent_allowed(self.settings()))
             if args.wait:
                 try:
                     added = daemon.wait(added, progress=self.progress("aria2 download"))

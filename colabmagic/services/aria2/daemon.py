@@ -329,6 +329,12 @@ class Aria2:
         shown = [self.get(gid)] if gid else self.downloads()
         return dl.table(shown)
 
+    def _status_or_gone(self, gid: str) -> str:
+        try:
+            return str(self._call("aria2.tellStatus", gid, ["status"]).get("status", ""))
+        except DownloadError:
+            return ""
+
     def pause(self, gid: Optional[str] = None) -> List[str]:
         if gid:
             return [self._call("aria2.forcePause", validate.gid(gid))]
@@ -343,14 +349,14 @@ class Aria2:
 
     def remove(self, gid: Optional[str] = None) -> List[str]:
         """Remove one download (or every one) and forget its result; files already written stay."""
-        targets = [validate.gid(gid)] if gid else [d.gid for d in self.downloads()]
+        targets = [self.get(gid)] if gid else self.downloads()
         removed = []
-        for g in targets:
-            d = self.get(g)
+        for d in targets:
+            g = d.gid
             if d.status in ("active", "waiting", "paused"):
                 self._call("aria2.forceRemove", g)
                 end = time.monotonic() + 10
-                while time.monotonic() < end and self.get(g).status not in ("removed", "error", "complete"):
+                while time.monotonic() < end and self._status_or_gone(g) not in ("removed", "error", "complete", ""):
                     time.sleep(0.1)
             try:
                 self._call("aria2.removeDownloadResult", g)
@@ -524,11 +530,14 @@ def ensure(config: Aria2Config, progress: Optional[Progress] = None) -> Aria2:
     """The running daemon (waiting out a restart in progress), else a new one started with ``config``.
 
     A running daemon is kept even if settings changed (``start`` applies new
-    settings), except when offline mode changed: then it restarts so that
-    DHT/LPD/public trackers follow it.
+    settings), except when offline mode or the BitTorrent opt-in changed:
+    then it restarts so that DHT, LPD and public trackers follow them.
     """
     running = supervisor.adopt(NAME)
-    if running is not None and running.keeper_alive() and running.info.get("offline") == paths.offline():
+    same_mode = running is not None and running.info.get("offline") == paths.offline() and (
+        running.info.get("bittorrent") == bittorrent_allowed(config)
+    )
+    if running is not None and running.keeper_alive() and same_mode:
         handle = Aria2(running)
         if probes.wait_for(handle.ping, timeout=30, interval=0.1):
             return handle

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
+from urllib.parse import unquote, urlsplit
 
 from ... import display
 from . import placement
@@ -97,6 +98,12 @@ def _aria2_path(status: Dict[str, Any]) -> Optional[str]:
         path = files[0].get("path") or ""
         if path and not path.startswith("[METADATA]"):
             return path
+        uris = files[0].get("uris") or []
+        if not path and uris and folder:
+            # Before the first response aria2 has no name yet; it will use the URL's last part.
+            last = os.path.basename(unquote(urlsplit(uris[0].get("uri", "")).path))
+            if last:
+                return os.path.join(folder, last)
     return None
 
 

@@ -1,0 +1,81 @@
+"""%aria2 BitTorrent from a private loopback swarm, and a download into a real rclone FUSE mount."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from aria2_helpers import sha256
+
+from colabmagic.demo.swarm import LocalSwarm
+from colabmagic.demo.webserver import make_file
+from colabmagic.services import aria2 as service
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
+    root = tmp_path_factory.mktemp("swarm")
+    payload = root / "seed" / "shared.bin"
+    payload.parent.mkdir()
+    digest = make_file(str(payload), 5_000_000, seed=7)
+    with LocalSwarm(str(payload), str(root / "work")) as running:
+        yield {"swarm": running, "sha256": digest}
+
+
+def test_magnet_from_local_swarm(aip: Any, swarm: Dict[str, Any], dl_dir: Path, cm_home: Path) -> None:
+    magnet = swarm["swarm"].magnet
+    assert "tr=http%3A%2F%2F127.0.0.1%3A" in magnet
+    d = aip.cell(f'%aria2 add "{magnet}" --wait').value
+    assert d.status == "complete"
+    assert d.path == str(dl_dir / "shared.bin")
+    assert sha256(d.path) == swarm["sha256"]
+    conf = (cm_home / "aria2" / "aria2.conf").read_text()
+    # Offline mode: the swarm worked with every outside contact off.
+    for line in ("enable-dht=false", "enable-dht6=false", "bt-enable-lpd=false", "bt-tracker=\n"):
+        assert line in conf
+
+
+def test_torrent_file_from_local_swarm(aip: Any, swarm: Dict[str, Any], dl_dir: Path) -> None:
+    target = dl_dir / "from-torrent"
+    d = aip.cell(f"%aria2 add {swarm['swarm'].torrent} --dir {target} --wait").value
+    assert d.path == str(target / "shared.bin")
+    assert sha256(d.path) == swarm["sha256"]
+
+
+def test_drive_target_is_staged_and_placed_whole(
+    aip: Any, serve: Any, payloads: Any, rclone_mount: Dict[str, Path], cm_home: Path
+) -> None:
+    server = serve(rate=2_000_000)
+    _, digest, size = payloads["small.bin"]
+    target = rclone_mount["mount"] / "MyDrive" / "data"
+    final = target / "small.bin"
+    seen_partial: List[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                got = os.stat(final).st_size
+            except OSError:
+                got = -1
+            if 0 <= got < size:
+                seen_partial.append(got)
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        added = aip.cell(f"%aria2 add {server.url('small.bin')} --dir {target}").value
+        assert added.path == str(final)  # the final location, even while staged
+        assert added.staged_in and added.staged_in.startswith(str(cm_home))
+        done = service.current().wait([added], timeout=120)[0]
+    finally:
+        stop.set()
+        sampler.join(timeout=5)
+    assert done.status == "complete" and done.path == str(final)
+    assert sha256(str(final)) == digest
+    assert seen_partial == [], f"a partial file was visible at the final path: sizes {seen_partial[:5]}"
+    assert not Path(done.staged_in or "").exists()  # the local copy is gone once placed
