@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional
 
-from ..system import paths, probes, supervisor
+from ..system import paths, probes, procfs, supervisor
 
 SERVICE = "demo-relay"
 
@@ -104,7 +106,43 @@ def start(folder: Optional[Path] = None, port: Optional[int] = None, name: str =
     return Relay(port=port, host_key=f"{key_type} {blob}", client_key=client_key, folder=folder)
 
 
+def _descendants(root: int) -> List[procfs.ProcessIdentity]:
+    children: Dict[int, List[int]] = {}
+    for pid in procfs.pids():
+        parent = procfs.ppid(pid)
+        if parent is not None:
+            children.setdefault(parent, []).append(pid)
+    found: List[procfs.ProcessIdentity] = []
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        ident = procfs.ProcessIdentity.of(pid)
+        if ident is not None:
+            found.append(ident)
+        todo.extend(children.get(pid, []))
+    return found
+
+
 def stop(name: str = SERVICE) -> bool:
-    """Stop the relay and every session it carries (the reverse tunnels on it drop)."""
+    """Stop the relay and every session it carries, as a server going down would: tunnels drop.
+
+    sshd's per-connection processes outlive its listener (and rewrite their
+    title over the environment), so they are found as the keeper's descendants
+    before the stop and ended after it if still the same processes.
+    """
     service = supervisor.adopt(name)
-    return bool(service and service.stop())
+    if service is None:
+        return False
+    keeper = service.keeper
+    sessions = _descendants(keeper.pid) if keeper is not None else []
+    service.stop()
+    for ident in sessions:
+        if ident.alive():
+            try:
+                os.kill(ident.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(i.alive() for i in sessions):
+        time.sleep(0.05)
+    return True

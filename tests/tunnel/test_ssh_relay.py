@@ -24,3 +24,57 @@ def test_login_through_relay_sees_kernel_environment(ip, relay, relay_args, clie
     assert "LD=/opt/kernel-libs/lib64" in r.stdout
     assert r.stdout.strip().endswith("root")
 
+
+
+def _login_ok(ssh_login, t, key) -> bool:
+    r = ssh_login(t.known_hosts_line(), t.ssh_config(), key, "echo alive", timeout=15)
+    return r.returncode == 0 and r.stdout.strip() == "alive"
+
+
+def test_tunnel_comes_back_after_sigkill_and_relay_restart(ip, relay, relay_args, client_key, ssh_login):
+    pub = Path(f"{client_key}.pub").read_text().strip()
+    ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}'")
+    t = ip.user_ns["t"]
+    assert _login_ok(ssh_login, t, client_key)
+
+    old = t.pid
+    os.kill(old, signal.SIGKILL)
+    assert probes.wait_for(lambda: _login_ok(ssh_login, t, client_key), timeout=20, interval=0.5)
+    listing = ip.cell("%tunnel list").value
+    row = [r for r in listing.rows if r[0] == "ssh"][0]
+    assert row[1] == "ssh" and int(row[5]) >= 1 and int(row[6]) != old  # restarts, new pid
+
+    demo_relay.stop()
+    assert not _login_ok(ssh_login, t, client_key)
+    demo_relay.start(folder=relay.folder)  # same port and host key, like a rebooted server
+    assert probes.wait_for(lambda: _login_ok(ssh_login, t, client_key), timeout=60, interval=0.5)
+
+
+def test_ssh_three_times_reuses_one_sshd(ip, relay, relay_args, client_key):
+    pub = Path(f"{client_key}.pub").read_text().strip()
+    line = f"%tunnel ssh {relay_args(relay)} --key '{pub}'"
+    outputs, configs, fingerprints = [], [], []
+    for _ in range(3):
+        c = ip.cell(f"t = {line}")
+        outputs.append(c.stdout)
+        configs.append(Path(sshd.config_path()).read_bytes())
+        fingerprints.append(ip.user_ns["_colabmagic"].sshd.fingerprint)
+    assert len(set(configs)) == 1 and len(set(fingerprints)) == 1
+    sshd_services = [s for s in supervisor.running() if s.name == "sshd"]
+    assert len(sshd_services) == 1
+    listeners = [p for p in _pids() if str(sshd.config_path()) in _cmdline(p) and "listener" in _cmdline(p)]
+    assert listeners == [sshd_services[0].pid]
+    assert "reused" in outputs[1] and "reused" in outputs[2]
+    assert fingerprints[0] in outputs[2]
+    assert set(ip.user_ns["_colabmagic"].tunnels) == {"ssh"}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _pids():
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
