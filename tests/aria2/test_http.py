@@ -111,3 +111,18 @@ def test_queue_survives_stop_and_a_new_kernel(aip: Any, serve: Any, payloads: An
                          env=dict(os.environ), timeout=60, check=True).stdout
     assert d.gid in out and str(service.current().pid) in out
     aip.cell("%aria2 remove --all")
+
+
+def test_metalink_file(aip: Any, serve: Any, payloads: Any, dl_dir: Any, tmp_path: Any) -> None:
+    server = serve()
+    _, digest, size = payloads["small.bin"]
+    meta = tmp_path / "files.meta4"
+    meta.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<metalink xmlns="urn:ietf:params:xml:ns:metalink">\n'
+        f'  <file name="from-metalink.bin"><size>{size}</size>'
+        f'<hash type="sha-256">{digest}</hash>'
+        f'<url>{server.url("small.bin")}</url></file>\n</metalink>\n'
+    )
+    d = aip.cell(f"%aria2 add {meta} --wait").value
+    assert d.path == str(dl_dir / "from-metalink.bin")
+    assert sha256(d.path) == digest
