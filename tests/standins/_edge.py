@@ -116,6 +116,18 @@ def pipe(a: socket.socket, b: socket.socket) -> None:
             pass
 
 
+def close_listener(sock: socket.socket) -> None:
+    """Close a listener for good: shutdown first wakes the thread blocked in accept() (Linux)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
 def listen(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import http.client
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional
@@ -32,6 +34,25 @@ from colabmagic.system import probes  # noqa: E402
 
 def standin(name: str) -> str:
     return str(STANDINS / name)
+
+
+SAFE_ROOT = Path.home() / ".cache" / "colabmagic-tests"
+
+
+@pytest.fixture(autouse=True)
+def cm_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A colabmagic home outside /tmp: sshd's StrictModes refuses keys below a world-writable folder."""
+    SAFE_ROOT.mkdir(parents=True, exist_ok=True)
+    os.chmod(SAFE_ROOT, 0o700)
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=SAFE_ROOT))
+    monkeypatch.setenv("COLABMAGIC_HOME", str(home))
+    yield home
+    from colabmagic.system import supervisor
+
+    os.environ["COLABMAGIC_HOME"] = str(home)
+    for svc in sorted(supervisor.running(), key=lambda s: s.started_at, reverse=True):
+        svc.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -166,3 +187,30 @@ def tcp_fetch_until(host: str, port: int, marker: str, timeout: float = 30.0) ->
             last = repr(exc)
         time.sleep(0.2)
     return last
+
+
+def kill_agent(name: str) -> int:
+    """SIGKILL tunnel ``name``'s agent; return its pid once the keeper has a new agent up and ready."""
+    from colabmagic.services import tunnels
+    from colabmagic.system import supervisor
+
+    service = supervisor.adopt(tunnels.service_name(name))
+    assert service is not None and service.pid is not None
+    old = service.pid
+    os.kill(old, signal.SIGKILL)
+    assert supervisor.wait_restarted(service, old, timeout=30), service.log_tail()
+    assert tunnels.wait_public(name, timeout=30), service.log_tail()
+    return old
+
+
+def assert_secret_hidden(secret: str, home: Path, outputs: list) -> None:
+    """The secret is in no cell output, no colabmagic log, and no process's command line."""
+    from colabmagic.system import procfs
+
+    assert len(secret) >= 8
+    for text in outputs:
+        assert secret not in text
+    for log in (home / "logs").glob("*"):
+        assert secret not in log.read_text(errors="replace"), log
+    for pid in procfs.pids():
+        assert secret not in " ".join(procfs.cmdline(pid)), pid

@@ -84,7 +84,8 @@ def validate(config: TunnelConfig) -> Tuple[str, int, Optional[int], Optional[st
         return host, port, (_port(remote, "remote port") if remote not in (None, "", 0) else 0), None
     domain = str(options.get("domain") or "").strip()
     if not domain:
-        raise BadInputError("frp http needs --domain NAME (a domain your frps routes to its vhostHTTPPort)")
+        raise BadInputError("frp http needs --domain NAME (a domain your frps routes to its vhostHTTPPort); "
+                            "for a plain TCP port use --proto tcp [--remote-port N]")
     if not DOMAIN.match(domain):
         raise BadInputError(f"not a domain name: {domain!r}")
     return host, port, None, domain

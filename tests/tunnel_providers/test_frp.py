@@ -1,0 +1,90 @@
+"""frp through %tunnel, against the frpc and frps stand-ins: tcp and http, restart, the token kept secret."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import (
+    Frps,
+    Page,
+    assert_secret_hidden,
+    fetch_until,
+    kill_agent,
+    standin,
+    tcp_fetch_until,
+)
+
+from colabmagic.services import tunnels
+from colabmagic.system import probes, supervisor
+
+
+@pytest.fixture
+def frp_ready(ip, frps: Frps, monkeypatch: pytest.MonkeyPatch) -> Frps:
+    monkeypatch.setenv("FRP_TOKEN", frps.token)
+    ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
+    return frps
+
+
+def test_tcp_page_through_frps_and_back_after_sigkill(ip, page: Page, frp_ready: Frps, cm_home: Path) -> None:
+    remote = probes.free_port()
+    c = ip.cell(f"%tunnel {page.port} --via frp --server {frp_ready.server} --proto tcp --remote-port {remote}")
+    t = c.value
+    assert (t.provider, t.public_host, t.public_port) == ("frp", "127.0.0.1", remote)
+    assert f"127.0.0.1:{remote}" in c.stdout
+    assert page.marker in tcp_fetch_until("127.0.0.1", remote, page.marker)
+
+    old = kill_agent(t.name)
+    listing = ip.cell("%tunnel list")
+    after = tunnels.get(t.name)
+    assert after is not None and after.pid != old and after.restarts >= 1
+    assert (after.public_host, after.public_port) == ("127.0.0.1", remote)
+    assert page.marker in tcp_fetch_until("127.0.0.1", remote, page.marker)
+
+    config = Path(supervisor.adopt(tunnels.service_name(t.name)).info["config_file"])
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    text = config.read_text()
+    assert "transport.tls.enable = true" in text and "loginFailExit = false" in text
+    assert_secret_hidden(frp_ready.token, cm_home, [c.output, listing.output])
+
+
+def test_http_page_by_custom_domain(ip, page: Page, frp_ready: Frps) -> None:
+    domain = "notebook.example.test"
+    c = ip.cell(f"%tunnel {page.port} --via frp --server {frp_ready.server} --domain {domain}")
+    t = c.value
+    assert t.public_url == f"http://{domain}:{frp_ready.vhost_port}"
+    dns = {domain: "127.0.0.1"}
+    assert page.marker in fetch_until(t.public_url, page.marker, dns=dns)
+    kill_agent(t.name)
+    assert page.marker in fetch_until(tunnels.get(t.name).public_url, page.marker, dns=dns)
+
+
+def test_wrong_token_is_a_clear_error_without_the_token(ip, page: Page, frps: Frps,
+                                                       monkeypatch: pytest.MonkeyPatch, cm_home: Path) -> None:
+    wrong = "wrong-token-" + frps.token[::-1]
+    monkeypatch.setenv("FRP_TOKEN", wrong)
+    ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
+    ip.cell("%config TunnelMagics.timeout = 6")
+    c = ip.cell(f"%tunnel {page.port} --via frp --server {frps.server} --proto tcp", check=False)
+    assert c.error is not None
+    message = str(c.error)
+    assert "refused the login" in message and "FRP_TOKEN" in message
+    assert not tunnels.services()
+    assert_secret_hidden(wrong, cm_home, [c.output, message])
+
+
+@pytest.mark.parametrize("extra", [
+    "--server '-oProxyCommand=touch /tmp/x' --proto tcp",
+    "--server 127.0.0.1:70000 --proto tcp",
+    "--server 127.0.0.1:7000 --domain 'bad domain;x'",
+    "--server 127.0.0.1:7000",  # http without --domain
+    "--proto tcp",  # no server
+])
+def test_bad_frp_options_start_and_write_nothing(ip, page: Page, frp_ready: Frps, cm_home: Path,
+                                                 extra: str) -> None:
+    c = ip.cell(f"%tunnel {page.port} --via frp {extra}", check=False)
+    assert c.error is not None
+    assert len(str(c.error).splitlines()) == 1
+    assert not tunnels.services()
+    assert not list((cm_home / "tunnels").glob("*")) if (cm_home / "tunnels").exists() else True
