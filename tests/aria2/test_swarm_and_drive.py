@@ -79,3 +79,23 @@ def test_drive_target_is_staged_and_placed_whole(
     assert sha256(str(final)) == digest
     assert seen_partial == [], f"a partial file was visible at the final path: sizes {seen_partial[:5]}"
     assert not Path(done.staged_in or "").exists()  # the local copy is gone once placed
+
+
+def test_magnet_into_drive_target(aip: Any, swarm: Dict[str, Any], rclone_mount: Dict[str, Path]) -> None:
+    target = rclone_mount["mount"] / "torrents"
+    d = aip.cell(f'%aria2 add "{swarm["swarm"].magnet}" --dir {target} --wait').value
+    assert d.status == "complete" and d.path == str(target / "shared.bin")
+    assert sha256(d.path) == swarm["sha256"]
+    assert sorted(p.name for p in target.iterdir()) == ["shared.bin"]  # no control or metadata files
+
+
+def test_space_warning_when_local_disk_is_small(
+    aip: Any, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from colabmagic.services.aria2 import placement
+
+    server = serve()
+    d = aip.cell(f"%aria2 add {server.url('small.bin')}").value
+    monkeypatch.setattr(placement, "local_free", lambda path: 1000)
+    with pytest.warns(service.SpaceWarning, match="not enough free disk"):
+        service.current().wait([d], timeout=60)
