@@ -1,0 +1,76 @@
+"""``%drive_sync`` / ``%%drive_sync``: flush, verify on the remote, remount."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from IPython.core.magic import line_cell_magic, magics_class
+from traitlets import Float, Unicode
+
+from ..services import drive
+from .base import ColabMagicsBase, make_parser
+
+parser = make_parser(
+    "drive_sync",
+    "Cell form: mount if needed, run the cell, then flush every write to the remote, verify each "
+    "changed file there by checksum, and remount. Line form: flush, verify and remount now.",
+)
+parser.add_argument("--path", dest="mountpoint", default=None, metavar="MOUNTPOINT",
+                    help="the mountpoint (default: DriveMagics.mountpoint)")
+parser.add_argument("--backend", choices=["colab", "rclone"], default=None,
+                    help="colab (google.colab.drive) or rclone (default: colab on hosted Colab, else rclone)")
+parser.add_argument("--remote", default=None,
+                    help="rclone remote such as gdrive:folder, or a local folder (default: DriveMagics.remote)")
+parser.add_argument("--timeout", type=float, default=None, metavar="SEC",
+                    help="the most the flush and verification may take (default: DriveMagics.timeout)")
+parser.add_argument("--no-verify", action="store_true", help="flush and remount without checking the remote")
+parser.add_argument("--unmount", action="store_true", help="line form: flush, verify and leave it unmounted")
+
+
+@magics_class
+class DriveMagics(ColabMagicsBase):
+    """``%drive_sync``: Drive persistence that is verified (settings: ``%config DriveMagics``)."""
+
+    backend = Unicode("", help="colab or rclone; empty: colab on hosted Colab, else rclone").tag(config=True)
+    remote = Unicode("", help="rclone remote (gdrive:folder, s3:bucket/dir) or a local folder").tag(config=True)
+    mountpoint = Unicode("", help="where Drive is mounted (default /content/drive for colab, ~/drive for rclone)").tag(config=True)
+    timeout = Float(600.0, help="seconds a sync (flush + verify) may take before it fails").tag(config=True)
+    write_back = Unicode("5s", help="rclone --vfs-write-back: how long a closed file waits before upload").tag(config=True)
+    rclone = Unicode("", help="path to the rclone binary (default: the installed one)").tag(config=True)
+    rclone_config = Unicode("", help="rclone config file holding your remotes (default: rclone's own)").tag(config=True)
+    credentials = Unicode(
+        "", help="Google Drive credentials for rclone: a service-account JSON file, or 'google-auth' "
+        "for the notebook's google-auth credentials (then remote is a folder in that Drive)"
+    ).tag(config=True)
+    bwlimit = Unicode("", help="rclone --bwlimit for uploads, e.g. 10M").tag(config=True)
+    drive_api_root = Unicode("https://www.googleapis.com",
+                             help="Drive API root used for md5 checksums (colab backend)").tag(config=True)
+    mount_timeout = Float(120.0, help="seconds a mount may take").tag(config=True)
+
+    def drive_config(self, args: Optional[Any] = None) -> drive.DriveConfig:
+        """The settings as a plain DriveConfig, with this line's options applied."""
+        config = drive.DriveConfig(
+            backend=self.backend, remote=self.remote, mountpoint=self.mountpoint, timeout=self.timeout,
+            write_back=self.write_back, rclone=self.rclone, rclone_config=self.rclone_config,
+            credentials=self.credentials, bwlimit=self.bwlimit, drive_api_root=self.drive_api_root,
+            mount_timeout=self.mount_timeout,
+        )
+        if args is not None:
+            config = config.with_(backend=args.backend, remote=args.remote, mountpoint=args.mountpoint,
+                                  timeout=args.timeout, verify=not args.no_verify)
+        return config
+
+    @line_cell_magic
+    def drive_sync(self, line: str = "", cell: Optional[str] = None) -> Any:
+        args = self.parse(parser, line)
+        if args is None:
+            return None
+        config = self.drive_config(args)
+        bar = self.progress("drive_sync")
+        if cell is not None:
+            drive.mount(config, progress=bar)
+            self.shell.run_cell(cell, store_history=False)
+        return drive.sync(config, unmount=args.unmount, progress=bar)
+
+
+DriveMagics.drive_sync.__doc__ = parser.format_help()

@@ -1,0 +1,87 @@
+"""``DriveConfig``: the plain settings a sync runs with, built from ``%config DriveMagics`` traits."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ...errors import BadInputError
+from ...system import environment
+
+DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)?$")
+BWLIMIT = re.compile(r"^[0-9][0-9.]*[BKMGTP]?(:[0-9][0-9.]*[BKMGTP]?)?$|^off$")
+DEFAULT_COLAB_MOUNTPOINT = "/content/drive"
+DEFAULT_MOUNTPOINT = "~/drive"
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    """What to mount where, how long a sync may take, and how rclone runs.
+
+    ``backend``: "colab" (google.colab.drive) or "rclone"; "" picks colab on
+    hosted Colab, else rclone. ``remote``: an rclone remote ("gdrive:folder",
+    "s3:bucket/dir") or a local folder. ``credentials``: a service-account
+    JSON file, or "google-auth" for the notebook's google-auth credentials,
+    for a Google Drive remote we configure ourselves.
+    """
+
+    backend: str = ""
+    mountpoint: str = ""
+    remote: str = ""
+    timeout: float = 600.0
+    write_back: str = "5s"
+    rclone: str = ""
+    rclone_config: str = ""
+    credentials: str = ""
+    bwlimit: str = ""
+    verify: bool = True
+    drive_api_root: str = "https://www.googleapis.com"
+    mount_timeout: float = 120.0
+
+    def resolved(self) -> DriveConfig:
+        """The same settings with the defaults decided and every value checked."""
+        backend = self.backend or ("colab" if environment.is_hosted_colab() else "rclone")
+        if backend not in ("colab", "rclone"):
+            raise BadInputError(f"unknown Drive backend {backend!r} (use colab or rclone)")
+        mountpoint = self.mountpoint or (DEFAULT_COLAB_MOUNTPOINT if backend == "colab" else DEFAULT_MOUNTPOINT)
+        mountpoint = os.path.abspath(os.path.expanduser(mountpoint))
+        for name, value in (("mountpoint", mountpoint), ("remote", self.remote)):
+            if value.startswith("-") or "\n" in value or "\x00" in value:
+                raise BadInputError(f"refusing {name} {value!r}")
+        if mountpoint == "/":
+            raise BadInputError("the mountpoint cannot be /")
+        if not DURATION.match(self.write_back):
+            raise BadInputError(f"write_back must be a duration such as 5s or 10m, not {self.write_back!r}")
+        if self.bwlimit and not BWLIMIT.match(self.bwlimit):
+            raise BadInputError(f"bwlimit must look like 10M or 1M:512K, not {self.bwlimit!r}")
+        if self.timeout <= 0:
+            raise BadInputError("timeout must be positive (seconds)")
+        if backend == "rclone" and not self.remote:
+            raise BadInputError(
+                "no rclone remote set: %config DriveMagics.remote = '/some/folder' or 'gdrive:folder' "
+                "(or pass --remote)"
+            )
+        return DriveConfig(
+            backend=backend,
+            mountpoint=mountpoint,
+            remote=self.remote,
+            timeout=float(self.timeout),
+            write_back=self.write_back,
+            rclone=self.rclone,
+            rclone_config=os.path.expanduser(self.rclone_config) if self.rclone_config else "",
+            credentials=self.credentials,
+            bwlimit=self.bwlimit,
+            verify=self.verify,
+            drive_api_root=self.drive_api_root.rstrip("/"),
+            mount_timeout=self.mount_timeout,
+        )
+
+    @property
+    def key(self) -> str:
+        """Which snapshot belongs to this mount: backend, remote and mountpoint."""
+        return f"{self.backend}|{self.remote}|{self.mountpoint}"
+
+    def with_(self, **changes: Any) -> DriveConfig:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,413 @@
+"""The rclone backend: ``rclone mount`` of any remote with a write-back cache, flushed and verified.
+
+The mount runs supervised in the foreground with its remote-control API on
+loopback (basic auth from a 0600 file, never on the command line) and its
+cache under ``$COLABMAGIC_HOME/drive/cache``. A flush stops the mount
+(rclone keeps files not yet uploaded in its cache, marked dirty) and starts
+a second rclone on the same cache with a write-back delay of zero on a
+private folder, so every pending upload starts at once while nothing can
+write under the user's mountpoint; it waits for the upload queue to drain
+(``vfs/stats``) and for no cached file to be dirty. Verification reads
+sizes and checksums from the remote itself with ``rclone lsjson``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ...errors import ColabMagicError, ServiceError
+from ...system import installer, paths, probes, secrets, supervisor
+from . import tracking
+from .config import DriveConfig
+
+MOUNT_SERVICE = "drive-rclone"
+FLUSH_SERVICE = "drive-flush"
+RC_USER = "colabmagic"
+HASH_PREFERENCE = ("sha256", "md5", "sha1", "crc32")
+FAIL_AFTER_TRIES = 3  # an upload that failed this often, with nothing else in flight, is reported
+UPLOAD_FAILED = re.compile(
+    r"ERROR : (?P<name>.+?): vfs cache: failed to upload try #(?P<try>\d+), will retry in \S+: (?P<why>.*)$"
+)
+Progress = Callable[[float, str], None]
+
+
+class FlushFailed(ColabMagicError):
+    """Uploads kept failing: ``failures`` maps each file to rclone's reason."""
+
+    def __init__(self, message: str, failures: Dict[str, str], details: Optional[List[str]] = None):
+        super().__init__(message, details=details)
+        self.failures = failures
+
+
+class FlushTimeout(FlushFailed):
+    """The upload queue did not drain in time: ``failures`` names what was still pending."""
+
+
+def drive_dir() -> Path:
+    return paths.subdir("drive")
+
+
+def cache_dir() -> Path:
+    path = drive_dir() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def binary(config: DriveConfig, progress: Optional[Progress] = None) -> str:
+    """The rclone executable (installing rclone and fuse3 with the installer when missing)."""
+    if config.rclone:
+        if not (os.path.isfile(config.rclone) and os.access(config.rclone, os.X_OK)):
+            raise ColabMagicError(f"rclone not found at {config.rclone}")
+        return config.rclone
+    if not shutil.which("rclone") or not shutil.which("fusermount3"):
+        installer.ensure_packages(["rclone", "fuse3"], progress=progress)
+    found = shutil.which("rclone")
+    if not found:
+        raise ColabMagicError("rclone is not installed and could not be installed")
+    return found
+
+
+def _rc_password() -> secrets.Secret:
+    stored = secrets.load("drive_rc")
+    if stored:
+        return stored
+    value = secrets.generate_password(24)
+    secrets.store("drive_rc", value)
+    return value
+
+
+def _htpasswd() -> Path:
+    """A 0600 htpasswd file (SHA-1 form, which rclone accepts) for the rc API's basic auth."""
+    digest = base64.b64encode(hashlib.sha1(_rc_password().reveal().encode()).digest()).decode()
+    path = drive_dir() / "rc.htpasswd"
+    paths.write_file(path, f"{RC_USER}:{{SHA}}{digest}\n")
+    return path
+
+
+def rc_call(port: int, command: str, params: Optional[Dict[str, Any]] = None, timeout: float = 10.0) -> Dict[str, Any]:
+    """Call rclone's remote-control API on loopback and return its JSON answer."""
+    auth = base64.b64encode(f"{RC_USER}:{_rc_password().reveal()}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{command}",
+        data=json.dumps(params or {}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read().decode() or "{}")
+
+
+# --- the remote and its rclone config --------------------------------------------
+
+def remote_and_config(config: DriveConfig) -> Tuple[str, List[str]]:
+    """The remote as rclone should see it, and the ``--config`` arguments to reach it.
+
+    With ``credentials`` (a service-account file, or "google-auth"), we write
+    our own 0600 rclone config with a Google Drive remote ``colabmagic_drive``
+    and the remote setting is a folder in that Drive.
+    """
+    remote = config.remote
+    if config.credentials:
+        folder = remote.split(":", 1)[1] if ":" in remote and not remote.startswith("/") else remote
+        lines = ["[colabmagic_drive]", "type = drive", "scope = drive"]
+        if config.credentials == "google-auth":
+            lines.append(f"token = {json.dumps(_google_auth_token())}")
+        else:
+            sa = os.path.abspath(os.path.expanduser(config.credentials))
+            if not os.path.isfile(sa):
+                raise ColabMagicError(f"service-account file not found: {sa}")
+            lines.append(f"service_account_file = {sa}")
+        path = drive_dir() / "rclone.conf"
+        paths.write_file(path, "\n".join(lines) + "\n", mode=0o600)
+        return f"colabmagic_drive:{folder.lstrip('/')}", ["--config", str(path)]
+    if config.rclone_config:
+        return remote, ["--config", config.rclone_config]
+    return remote, []
+
+
+def _google_auth_token() -> Dict[str, str]:
+    """An OAuth token for rclone from the notebook's google-auth credentials (valid about an hour)."""
+    try:
+        import google.auth
+        import google.auth.transport.requests
+    except ImportError as err:
+        raise ColabMagicError(f"google-auth is not available: {err}")
+    try:
+        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/drive"])
+        creds.refresh(google.auth.transport.requests.Request())
+    except Exception as err:
+        raise ColabMagicError(f"no usable google-auth credentials ({type(err).__name__}); "
+                              "on Colab run google.colab.auth.authenticate_user() first")
+    expiry = creds.expiry.strftime("%Y-%m-%dT%H:%M:%SZ") if getattr(creds, "expiry", None) else ""
+    return {"access_token": creds.token, "token_type": "Bearer", "expiry": expiry}
+
+
+# --- the backend -----------------------------------------------------------------
+
+class RcloneBackend:
+    """``rclone mount`` at the mountpoint; flush by draining the cache; verify on the remote."""
+
+    name = "rclone"
+
+    def __init__(self, config: DriveConfig, progress: Optional[Progress] = None):
+        self.config = config
+        self.progress = progress
+        self._hash: Optional[Tuple[Optional[str], str]] = None
+
+    # -- description
+    @property
+    def remote_label(self) -> str:
+        if self.config.credentials:
+            return f"Google Drive:{self.config.remote.split(':', 1)[-1]}"
+        return self.config.remote
+
+    def skip(self) -> Sequence[str]:
+        return ()
+
+    def service(self) -> Optional[supervisor.Service]:
+        svc = supervisor.adopt(MOUNT_SERVICE)
+        if svc is None:
+            return None
+        if svc.info.get("mountpoint") != self.config.mountpoint:
+            return None
+        return svc
+
+    def mounted(self) -> bool:
+        return self.service() is not None and tracking.is_mounted(self.config.mountpoint)
+
+    # -- rclone command lines
+    def _argv(self, mountpoint: str, write_back: str, port: int) -> List[str]:
+        remote, conf = remote_and_config(self.config)
+        argv = [
+            binary(self.config, self.progress), "mount", remote, mountpoint, *conf,
+            "--cache-dir", str(cache_dir()),
+            "--vfs-cache-mode", "writes",
+            "--vfs-write-back", write_back,
+            "--rc", "--rc-addr", f"127.0.0.1:{port}", "--rc-htpasswd", str(_htpasswd()),
+            "-v",
+        ]
+        if self.config.bwlimit:
+            argv += ["--bwlimit", self.config.bwlimit]
+        return argv
+
+    def _cli(self, args: List[str], timeout: float) -> str:
+        remote, conf = remote_and_config(self.config)
+        argv = [binary(self.config, self.progress)] + [remote if a == "{remote}" else a for a in args] + conf
+        try:
+            result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                    timeout=max(1.0, timeout))
+        except subprocess.TimeoutExpired:
+            raise FlushTimeout(f"rclone {args[0]} on the remote did not answer within the timeout", {})
+        if result.returncode != 0:
+            raise ColabMagicError(f"rclone {args[0]} {self.remote_label} failed",
+                                  details=result.stderr.strip().splitlines()[-8:])
+        return result.stdout
+
+    # -- mount / unmount
+    def _start(self, name: str, mountpoint: str, write_back: str, restart: bool) -> supervisor.Service:
+        port = probes.free_port()
+        argv = self._argv(mountpoint, write_back, port)
+        spec = supervisor.ServiceSpec(
+            name=name,
+            argv=argv,
+            restart=restart,
+            stop_timeout=20.0,
+            info={"group": "drive", "address": f"127.0.0.1:{port}", "rc_port": port,
+                  "mountpoint": mountpoint, "remote": self.remote_label},
+        )
+
+        def ready() -> bool:
+            if not (tracking.is_mounted(mountpoint) and probes.port_open(port)):
+                return False
+            rc_call(port, "rc/noop", timeout=2)  # raises until the API answers (and accepts our auth)
+            return True
+
+        return supervisor.start(spec, ready=ready, timeout=self.config.mount_timeout)
+
+    def mount(self) -> None:
+        mp = self.config.mountpoint
+        if self.mounted():
+            return
+        os.makedirs(mp, exist_ok=True)
+        from . import writers
+
+        writers.unguard(mp)
+        _lazy_unmount(mp)
+        if os.listdir(mp):
+            raise ColabMagicError(f"{mp} is not empty; rclone would hide those files. Move them away first.")
+        try:
+            self._start(MOUNT_SERVICE, mp, self.config.write_back, restart=True)
+        except ServiceError:
+            writers.guard(mp)
+            raise
+
+    def remount(self) -> None:
+        self.mount()
+
+    def stop_mount(self) -> None:
+        """Stop the mount (rclone keeps not-yet-uploaded files in its cache)."""
+        svc = supervisor.adopt(MOUNT_SERVICE)
+        if svc is not None:
+            svc.stop()
+        _lazy_unmount(self.config.mountpoint)
+
+    def pending_uploads(self) -> int:
+        svc = self.service()
+        if svc is None:
+            return 0
+        try:
+            stats = rc_call(int(svc.info["rc_port"]), "vfs/stats")["diskCache"]
+            return int(stats["uploadsQueued"]) + int(stats["uploadsInProgress"])
+        except Exception:
+            return 0
+
+    # -- flush
+    def flush(self, deadline: float) -> None:
+        """Upload everything pending in the cache; the mountpoint is unmounted on return."""
+        self.stop_mount()
+        flush_dir = drive_dir() / "flush-mount"
+        flush_dir.mkdir(exist_ok=True)
+        os.chmod(flush_dir, 0o700)
+        _lazy_unmount(str(flush_dir))
+        svc = self._start(FLUSH_SERVICE, str(flush_dir), "0s", restart=False)
+        log_start = 0
+        try:
+            log_start = _log_offset(svc)
+            self._drain(svc, deadline, log_start)
+        finally:
+            svc.stop()
+            _lazy_unmount(str(flush_dir))
+
+    def _drain(self, svc: supervisor.Service, deadline: float, log_start: int) -> None:
+        port = int(svc.info["rc_port"])
+        total = 0
+        while True:
+            stats: Dict[str, Any] = {}
+            try:
+                stats = rc_call(port, "vfs/stats", timeout=5)["diskCache"]
+            except Exception:
+                stats = {}
+            dirty = _dirty_files(Path(stats["pathMeta"])) if stats.get("pathMeta") else None
+            failures = _upload_failures(svc.log, log_start)
+            if stats and dirty is not None:
+                queued = int(stats.get("uploadsQueued", 0)) + int(stats.get("uploadsInProgress", 0))
+                if queued == 0 and not dirty:
+                    return
+                total = max(total, len(dirty))
+                if self.progress is not None and total:
+                    self.progress(1 - len(dirty) / total, f"{len(dirty)} file(s) still uploading")
+                stuck = [p for p in dirty if failures.get(p, (0, ""))[0] >= FAIL_AFTER_TRIES]
+                if dirty and len(stuck) == len(dirty) and int(stats.get("uploadsInProgress", 0)) == 0:
+                    raise FlushFailed(
+                        f"uploads to {self.remote_label} keep failing",
+                        {p: f"upload failed: {failures[p][1]}" for p in dirty},
+                    )
+            if not svc.child_alive() and svc.status in ("exited", "failed", "stopped"):
+                raise FlushFailed("rclone stopped while flushing", {}, details=svc.log_tail())
+            if time.monotonic() > deadline:
+                pending = dirty or []
+                raise FlushTimeout(
+                    f"the upload queue did not drain within the timeout ({len(pending)} file(s) pending)",
+                    {p: ("still uploading when the timeout ran out"
+                         + (f"; last error: {failures[p][1]}" if p in failures else "")) for p in pending},
+                )
+            time.sleep(0.25)
+
+    # -- verify
+    def hash_algo(self, deadline: float) -> Tuple[Optional[str], str]:
+        """The checksum to verify with (one both rclone's remote and Python compute) and a label."""
+        if self._hash is None:
+            features = json.loads(self._cli(["backend", "features", "{remote}"], deadline - time.monotonic()))
+            supported = [h.lower() for h in features.get("Hashes") or []]
+            for algo in HASH_PREFERENCE:
+                if algo in supported:
+                    self._hash = (algo, f"{algo} read from the remote")
+                    break
+            else:
+                self._hash = (None, "size only (the remote offers no checksum we can compute)")
+        return self._hash
+
+    def remote_files(self, rel_paths: Sequence[str], algo: Optional[str], deadline: float) -> Dict[str, Tuple[int, Optional[str]]]:
+        """size and checksum on the remote itself (not through the mount) of each path present."""
+        if not rel_paths:
+            return {}
+        listing = drive_dir() / "verify-files.txt"
+        paths.write_file(listing, "".join(p + "\n" for p in rel_paths))
+        args = ["lsjson", "{remote}", "--files-only", "-R", "--files-from-raw", str(listing)]
+        if algo:
+            args += ["--hash-type", algo]
+        out = self._cli(args, deadline - time.monotonic())
+        found: Dict[str, Tuple[int, Optional[str]]] = {}
+        for item in json.loads(out or "[]"):
+            hashes = {k.lower(): v for k, v in (item.get("Hashes") or {}).items()}
+            found[item["Path"]] = (int(item.get("Size", -1)), hashes.get(algo) if algo else None)
+        return found
+
+    def describe(self) -> Dict[str, Any]:
+        svc = self.service()
+        return {"pid": svc.pid if svc else None, "rc": svc.info.get("address") if svc else None}
+
+
+def _log_offset(svc: supervisor.Service) -> int:
+    try:
+        return svc.log.stat().st_size
+    except OSError:
+        return 0
+
+
+def _upload_failures(log: Path, since: int) -> Dict[str, Tuple[int, str]]:
+    """file -> (failed tries, last reason) from rclone's log after byte ``since``."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return {}
+    found: Dict[str, Tuple[int, str]] = {}
+    for line in text.splitlines():
+        m = UPLOAD_FAILED.search(line)
+        if m:
+            why = m.group("why").replace("vfs cache: failed to transfer file from cache to remote: ", "")
+            found[m.group("name")] = (int(m.group("try")), why)
+    return found
+
+
+def _dirty_files(meta_root: Path) -> List[str]:
+    """Files rclone's cache still marks dirty (written but not uploaded)."""
+    dirty: List[str] = []
+    if not meta_root.is_dir():
+        return dirty
+    for folder, _dirs, files in os.walk(meta_root):
+        for name in files:
+            path = Path(folder) / name
+            try:
+                if json.loads(path.read_text()).get("Dirty"):
+                    dirty.append(str(path.relative_to(meta_root)).replace(os.sep, "/"))
+            except (OSError, ValueError):
+                continue
+    return sorted(dirty)
+
+
+def _lazy_unmount(mountpoint: str) -> None:
+    """Detach whatever FUSE file system is still mounted at ``mountpoint`` (a dead one included)."""
+    if not tracking.is_mounted(mountpoint):
+        return
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if tool:
+        subprocess.run([tool, "-u", mountpoint], capture_output=True, stdin=subprocess.DEVNULL)
+        if tracking.is_mounted(mountpoint):
+            subprocess.run([tool, "-u", "-z", mountpoint], capture_output=True, stdin=subprocess.DEVNULL)
+    if tracking.is_mounted(mountpoint):
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True, stdin=subprocess.DEVNULL)

@@ -1,0 +1,296 @@
+"""One sync, backend-independent: find what changed, flush, remount, verify on the remote, report.
+
+The order matters: changed files are hashed through the mount before it
+goes away; aria2 downloads into the mount are paused and files held open
+for writing are named before any unmount; the bare mountpoint is guarded
+while unmounted; the mount comes back (unless asked not to) even when the
+flush fails or times out; the snapshot moves forward only when every file
+was confirmed, so a failed file is checked again next time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ... import display
+from ...errors import ColabMagicError
+from ...system import paths
+from . import tracking, writers
+from .colab import ColabBackend
+from .config import DriveConfig
+from .rclone import FlushFailed, FlushTimeout, RcloneBackend
+from .report import (
+    FAILED,
+    SIZE_OK,
+    UNCHECKED,
+    VERIFIED,
+    DriveSyncError,
+    DriveSyncTimeout,
+    FileResult,
+    SyncReport,
+    failure_message,
+)
+
+Progress = Callable[[float, str], None]
+Backend = Any  # RcloneBackend | ColabBackend: same methods, duck-typed
+
+
+def backend_for(config: DriveConfig, progress: Optional[Progress] = None, credentials: Any = None) -> Backend:
+    if config.backend == "colab":
+        return ColabBackend(config, progress, credentials)
+    return RcloneBackend(config, progress)
+
+
+def _record_path() -> Any:
+    return paths.subdir("drive") / "mount.json"
+
+
+def _write_record(config: DriveConfig, backend: Backend, **extra: Any) -> None:
+    data = _read_record()
+    data.update({"backend": config.backend, "mountpoint": config.mountpoint, "remote": backend.remote_label,
+                 "config": config.__dict__})
+    data.update(extra)
+    paths.write_file(_record_path(), json.dumps(data, indent=1, sort_keys=True, default=str))
+
+
+def _read_record() -> Dict[str, Any]:
+    try:
+        return json.loads(_record_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True)
+class DriveMount:
+    """What ``_colabmagic.drive`` shows: the mount colabmagic manages and its last sync."""
+
+    backend: str
+    mountpoint: str
+    remote: str
+    mounted: bool
+    pid: Optional[int] = None
+    last_sync: str = ""
+
+    def fields(self) -> List[Tuple[str, Any]]:
+        return [("backend", self.backend), ("mountpoint", self.mountpoint), ("remote", self.remote),
+                ("mounted", "yes" if self.mounted else "no (guarded)"), ("pid", self.pid),
+                ("last sync", self.last_sync or "never")]
+
+    def __repr__(self) -> str:
+        return display.card_text("Drive mount", self.fields())
+
+    def _repr_html_(self) -> str:
+        return display.card_html("Drive mount", self.fields())
+
+
+def current() -> Optional[DriveMount]:
+    """The Drive mount colabmagic manages (mounted, or unmounted and guarded), else None."""
+    data = _read_record()
+    mp = data.get("mountpoint")
+    if not mp:
+        return None
+    mounted = tracking.is_mounted(mp)
+    if not mounted and not writers.guarded(mp):
+        return None
+    pid = None
+    if data.get("backend") == "rclone":
+        from ...system import supervisor
+
+        svc = supervisor.adopt("drive-rclone")
+        pid = svc.pid if svc else None
+    return DriveMount(str(data.get("backend")), mp, str(data.get("remote", "")), mounted, pid,
+                      str(data.get("last_sync", "")))
+
+
+def mount(config: DriveConfig, progress: Optional[Progress] = None, credentials: Any = None) -> DriveMount:
+    """Mount (if not mounted yet) and start tracking changes from here."""
+    cfg = config.resolved()
+    backend = backend_for(cfg, progress, credentials)
+    if not backend.mounted():
+        backend.mount()
+    tracking.Tracker(cfg.key, cfg.mountpoint, backend.skip()).baseline()
+    _write_record(cfg, backend)
+    found = current()
+    assert found is not None
+    return found
+
+
+def unmount(config: DriveConfig, progress: Optional[Progress] = None, credentials: Any = None) -> SyncReport:
+    """Flush, verify and leave the mountpoint unmounted (guarded)."""
+    return sync(config, unmount=True, progress=progress, credentials=credentials)
+
+
+def sync(
+    config: DriveConfig,
+    unmount: bool = False,
+    progress: Optional[Progress] = None,
+    credentials: Any = None,
+) -> SyncReport:
+    """Flush every change under the mountpoint to the remote, verify it there, and remount.
+
+    Returns a SyncReport; raises DriveSyncError (``.report`` attached)
+    naming every file that did not reach the remote, DriveSyncTimeout when
+    the timeout ran out first.
+    """
+    cfg = config.resolved()
+    backend = backend_for(cfg, progress, credentials)
+    mp = cfg.mountpoint
+    started = time.monotonic()
+    deadline = started + cfg.timeout
+
+    def elapsed() -> float:
+        return time.monotonic() - started
+
+    if not backend.mounted():
+        if writers.guarded(mp) and not unmount:
+            backend.remount()
+            _write_record(cfg, backend)
+            report = SyncReport(cfg.backend, mp, backend.remote_label, elapsed(), (), "", True,
+                                note="it was unmounted (and guarded), so nothing could change; mounted again")
+            _write_record(cfg, backend, last_sync=report.summary())
+            return report
+        raise ColabMagicError(
+            f"nothing is mounted at {mp}: use the cell form %%drive_sync (it mounts first) "
+            "or colabmagic.services.drive.mount(config)"
+        )
+    _write_record(cfg, backend)
+    tracker = tracking.Tracker(cfg.key, mp, backend.skip())
+    baseline = tracker.baseline()
+    try:
+        now = tracker.scan(deadline)
+    except TimeoutError as err:
+        raise DriveSyncTimeout(f"drive_sync timed out: {err}")
+    changes = tracking.diff(baseline, now)
+    if not changes and not unmount and backend.pending_uploads() == 0:
+        report = SyncReport(cfg.backend, mp, backend.remote_label, elapsed(), (), "", True)
+        _write_record(cfg, backend, last_sync=report.summary())
+        return report
+
+    # What the remote must end up holding, read through the mount while it is still there.
+    algo, method = backend.hash_algo(deadline) if cfg.verify else (None, "nothing (--no-verify)")
+    if algo and not tracking.can_hash(algo):
+        algo, method = None, f"size only ({algo} cannot be computed here)"
+    expected: Dict[str, Tuple[int, Optional[str]]] = {}
+    total = sum(c.size for c in changes if c.kind != "deleted") or 1
+    done = [0]
+
+    def hashed(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(min(0.99, done[0] / total), f"{algo} of changed files")
+
+    try:
+        for change in changes:
+            if change.kind == "deleted":
+                continue
+            full = os.path.join(mp, change.path)
+            digest = tracking.file_hash(full, algo, deadline, hashed) if algo else None
+            expected[change.path] = (os.path.getsize(full), digest)
+    except TimeoutError as err:
+        raise DriveSyncTimeout(f"drive_sync timed out before the flush: {err}")
+    except FileNotFoundError as err:
+        raise ColabMagicError(f"a file changed while drive_sync read it: {err.filename}")
+
+    aria, paused = writers.pause_aria2(mp)
+    aria_pid = getattr(aria, "pid", None) if aria is not None else None
+    holders = [h for h in writers.open_for_writing(mp) if h[0] != aria_pid]
+    if holders:
+        writers.resume_aria2(aria, paused)
+        listing = ", ".join(f"{path} (pid {pid} {prog})" for pid, prog, path in holders[:10])
+        raise ColabMagicError(f"files under {mp} are still open for writing; close them first: {listing}")
+
+    flush_error: Optional[FlushFailed] = None
+    mounted_after = False
+    post: Optional[tracking.Snapshot] = None
+    try:
+        try:
+            backend.flush(deadline)
+        except FlushFailed as err:
+            flush_error = err
+        if not tracking.is_mounted(mp):
+            writers.guard(mp)
+        if not unmount:
+            backend.remount()
+            mounted_after = backend.mounted()
+            if mounted_after:
+                post = tracker.scan()
+        elif tracking.is_mounted(mp) and cfg.backend == "rclone":
+            backend.stop_mount()
+            writers.guard(mp)
+    finally:
+        if aria is not None:
+            writers.resume_aria2(aria, paused)
+
+    results: List[FileResult] = []
+    errors: List[str] = []
+    timed_out = isinstance(flush_error, FlushTimeout)
+    if flush_error is not None:
+        if not flush_error.failures:
+            errors.append(flush_error.message)
+            errors.extend(flush_error.details[-5:])
+        for change in changes:
+            why = flush_error.failures.get(change.path)
+            if why is None and not flush_error.failures:
+                why = flush_error.message
+            if why is not None:
+                results.append(FileResult(change.path, change.kind, change.size, FAILED, reason=why))
+            else:
+                results.append(FileResult(change.path, change.kind, change.size, UNCHECKED,
+                                          reason="not checked: the flush of other files failed"))
+    elif not cfg.verify or (getattr(backend, "needs_mount_to_verify", lambda a: False)(algo) and not mounted_after):
+        why = method if not cfg.verify else "not verified: the size check needs the mount (--unmount)"
+        method = why
+        results = [FileResult(c.path, c.kind, c.size, UNCHECKED, reason=why) for c in changes]
+    else:
+        try:
+            remote = backend.remote_files([c.path for c in changes], algo, deadline)
+        except FlushTimeout as err:
+            timed_out = True
+            remote = {}
+            errors.append(err.message)
+        if getattr(backend, "method_override", ""):
+            algo, method = None, backend.method_override
+        for change in changes:
+            results.append(_judge(change, expected.get(change.path), remote, algo, timed_out))
+
+    report = SyncReport(cfg.backend, mp, backend.remote_label, elapsed(), tuple(results), method,
+                        mounted_after, timed_out=timed_out, errors=tuple(errors))
+    _write_record(cfg, backend, last_sync=report.summary())
+    if report.ok:
+        if post is not None:
+            tracker.save(post)
+        else:
+            tracker.save(tracking.Snapshot(now.files, "", time.time()))
+        return report
+    head, details = failure_message(report)
+    cls = DriveSyncTimeout if timed_out else DriveSyncError
+    raise cls(head, report=report, details=details)
+
+
+def _judge(change: tracking.Change, want: Optional[Tuple[int, Optional[str]]],
+           remote: Dict[str, Tuple[int, Optional[str]]], algo: Optional[str], timed_out: bool) -> FileResult:
+    path, kind, size = change.path, change.kind, change.size
+    if timed_out and path not in remote:
+        return FileResult(path, kind, size, FAILED, reason="not confirmed: the timeout ran out")
+    if kind == "deleted":
+        if path in remote:
+            return FileResult(path, kind, size, FAILED, reason="deleted here but still on the remote")
+        return FileResult(path, kind, size, VERIFIED, how="absent on the remote")
+    if path not in remote:
+        return FileResult(path, kind, size, FAILED, reason="missing on the remote")
+    remote_size, remote_hash = remote[path]
+    want_size, want_hash = want if want else (size, None)
+    if remote_size != want_size:
+        return FileResult(path, kind, want_size, FAILED,
+                          reason=f"size on the remote is {remote_size}, here {want_size}")
+    if algo and want_hash:
+        if not remote_hash:
+            return FileResult(path, kind, want_size, SIZE_OK, how=f"size only (the remote gave no {algo})")
+        if remote_hash.lower() != want_hash.lower():
+            return FileResult(path, kind, want_size, FAILED, reason=f"{algo} differs on the remote (stale content)")
+        return FileResult(path, kind, want_size, VERIFIED, how=algo)
+    return FileResult(path, kind, want_size, SIZE_OK, how="size only")

@@ -1,0 +1,153 @@
+"""Keep writers away from a mountpoint while it is unmounted.
+
+Before an unmount, aria2 downloads writing under the mountpoint are paused
+(and resumed afterwards), and processes holding a file open for writing
+there are named. While nothing is mounted, the bare mountpoint directory is
+made read-only and immutable (``chattr +i``, which stops root too), so a
+write cannot land on the local disk under the mount and be hidden (or lost)
+when the mount comes back. The guard is recorded on disk so a new kernel
+can lift it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+from ...system import paths
+
+
+def _under(path: Optional[str], root: str) -> bool:
+    if not path:
+        return False
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip("/") + "/")
+
+
+# --- aria2 -------------------------------------------------------------------
+
+def pause_aria2(mountpoint: str) -> Tuple[Any, List[str]]:
+    """Pause running aria2 downloads that write under ``mountpoint``; (daemon, gids paused)."""
+    try:
+        from .. import aria2
+    except Exception:
+        return None, []
+    try:
+        daemon = aria2.current()
+        if daemon is None:
+            return None, []
+        paused = []
+        for download in daemon.pending():
+            if download.status not in ("active", "waiting"):
+                continue
+            if _under(download.path, mountpoint) or _under(getattr(download, "staged_in", None), mountpoint):
+                daemon.pause(download.gid)
+                paused.append(download.gid)
+        return daemon, paused
+    except Exception:
+        return None, []
+
+
+def resume_aria2(daemon: Any, gids: List[str]) -> List[str]:
+    """Resume what ``pause_aria2`` paused; returns the gids resumed."""
+    resumed = []
+    for gid in gids:
+        try:
+            daemon.resume(gid)
+            resumed.append(gid)
+        except Exception:
+            continue
+    return resumed
+
+
+# --- open files --------------------------------------------------------------
+
+def open_for_writing(mountpoint: str) -> List[Tuple[int, str, str]]:
+    """(pid, program, path) of every file under ``mountpoint`` some process holds open for writing."""
+    found = []
+    proc = Path("/proc")
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if not _under(target, mountpoint):
+                continue
+            try:
+                flags = int((entry / "fdinfo" / fd.name).read_text().split("flags:")[1].split()[0], 8)
+            except (OSError, IndexError, ValueError):
+                continue
+            if flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
+                try:
+                    program = (entry / "comm").read_text().strip()
+                except OSError:
+                    program = "?"
+                found.append((int(entry.name), program, target))
+    return found
+
+
+# --- the guard on the bare mountpoint ------------------------------------------
+
+def _guard_record(mountpoint: str) -> Path:
+    import hashlib
+
+    name = hashlib.sha256(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
+    return paths.subdir("drive") / f"guard-{name}.json"
+
+
+def guard(mountpoint: str) -> str:
+    """Make the bare (unmounted) mountpoint unwritable; returns how ("immutable", "read-only", "")."""
+    target = os.path.realpath(mountpoint)
+    if not os.path.isdir(target):
+        return ""
+    record = _guard_record(mountpoint)
+    if not record.exists():
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+        paths.write_file(record, json.dumps({"mountpoint": target, "mode": mode}))
+    how = "read-only"
+    os.chmod(target, 0o555)
+    chattr = shutil.which("chattr")
+    if chattr and _run([chattr, "+i", target]):
+        how = "immutable"
+    data = json.loads(record.read_text())
+    data["how"] = how
+    paths.write_file(record, json.dumps(data))
+    return how
+
+
+def unguard(mountpoint: str) -> bool:
+    """Lift the guard (before mounting); True if there was one."""
+    record = _guard_record(mountpoint)
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    target = data.get("mountpoint", os.path.realpath(mountpoint))
+    if os.path.isdir(target):
+        chattr = shutil.which("chattr")
+        if chattr and data.get("how") == "immutable":
+            _run([chattr, "-i", target])
+        os.chmod(target, int(data.get("mode", 0o755)))
+    record.unlink()
+    return True
+
+
+def guarded(mountpoint: str) -> bool:
+    return _guard_record(mountpoint).exists()
+
+
+def _run(argv: List[str]) -> bool:
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
