@@ -177,3 +177,16 @@ def test_bittorrent_on_hosted_colab_needs_opt_in(aip: Any, monkeypatch: pytest.M
     assert c.value.gid
     aip.cell("%aria2 remove --all")
     assert os.environ.get("COLABMAGIC_OFFLINE") == "1"
+
+
+def test_settings_cannot_inject_config_lines(aip: Any, cm_home: Path) -> None:
+    aip.cell('%config Aria2Magics.trackers = ["http://127.0.0.1:9/announce\\nrpc-listen-all=true"]')
+    c = aip.cell("%aria2 start", check=False)
+    assert isinstance(c.error, BadInputError)
+    aip.cell("%config Aria2Magics.trackers = []")
+    aip.cell("%config Aria2Magics.max_download_limit = '1M\\nrpc-listen-all=true'")
+    assert isinstance(aip.cell("%aria2 start", check=False).error, BadInputError)
+    assert service.current() is None
+    with pytest.raises(BadInputError):
+        service.start(service.Aria2Config(download_dir="/tmp/x\nrpc-listen-all=true"))
+    assert service.current() is None

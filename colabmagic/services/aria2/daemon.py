@@ -120,7 +120,7 @@ def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
     """Every global option except the secret, in a fixed order (so the file is stable)."""
     offline = paths.offline()
     bt = bittorrent_allowed(config)
-    trackers = list(config.trackers)
+    trackers = [validate.tracker(t) for t in config.trackers]
     if config.public_trackers and not offline:
         trackers += [t for t in cached_trackers() if t not in trackers]
     download_dir = validate.directory(config.download_dir or default_download_dir())
@@ -140,7 +140,7 @@ def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
         ("file-allocation", "none"),
         ("max-concurrent-downloads", str(max(1, config.max_concurrent))),
         ("max-overall-download-limit", "0"),
-        ("max-download-limit", config.max_download_limit or "0"),
+        ("max-download-limit", validate.speed(config.max_download_limit or "0")),
         ("enable-dht", "true" if config.dht and bt and not offline else "false"),
         ("enable-dht6", "true" if config.dht and bt and not offline else "false"),
         ("dht-file-path", str(state_dir() / "dht.dat")),
@@ -157,7 +157,7 @@ def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
         ("summary-interval", "0"),
     ]
     for key, value in config.extra_options:
-        opts.append((key, value))
+        opts.append((validate.option_name(key), validate.option_value(value)))
     return opts
 
 

@@ -176,3 +176,21 @@ def tracker(value: str) -> str:
     if urlsplit(value).scheme.lower() not in ("http", "https", "udp", "wss") or "," in value or " " in value:
         raise BadInputError(f"not a tracker URL: {value!r}")
     return value
+
+
+def speed(value: str) -> str:
+    """A speed limit as aria2 takes it: bytes per second, or with K/M (``2M``)."""
+    if not re.fullmatch(r"\d+(\.\d+)?[KkMm]?", value.strip()):
+        raise BadInputError(f"not a speed limit (e.g. 0, 500K, 2M): {value!r}")
+    return value.strip()
+
+
+def option_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+        raise BadInputError(f"not an aria2 option name: {value!r}")
+    return value
+
+
+def option_value(value: str) -> str:
+    _no_control(value, "aria2 option value")
+    return value
