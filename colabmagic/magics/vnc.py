@@ -1,0 +1,99 @@
+"""``%vnc start | stop | status | password | screenshot``: a remote XFCE desktop, in a VNC viewer or the browser."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from IPython.core.magic import line_magic, magics_class
+from traitlets import Float, Int, Unicode
+
+from ..services import vnc
+from ..system import environment
+from .base import ColabMagicsBase, make_parser
+
+parser = make_parser("vnc", "A remote XFCE desktop over VNC (loopback, password auth), optionally in the browser.")
+_sub = parser.add_subparsers(dest="command", metavar="start|stop|status|password|screenshot")
+_start = _sub.add_parser("start", help="start the desktop (or reuse the running one)")
+_start.add_argument("--geometry", default=None, help="screen size WIDTHxHEIGHT (default: VncMagics.geometry)")
+_start.add_argument("--depth", type=int, default=None, help="colour depth 16, 24 or 32 (default: VncMagics.depth)")
+_start.add_argument("--display", default=None, help="X display :N, VNC port 5900+N (default: VncMagics.display)")
+_start.add_argument("--web", action="store_true", help="also serve noVNC, a VNC client in the browser")
+_start.add_argument("--via", default=None, help="expose through this tunnel provider (ssh, frp, cloudflared, ngrok, colab)")
+_start.add_argument("--gpu", action="store_true", help="OpenGL on the NVIDIA GPU through VirtualGL (vglrun)")
+_sub.add_parser("stop", help="stop the desktop (web client, session, X server)")
+_sub.add_parser("status", help="the running desktop")
+_sub.add_parser("password", help="show the VNC password (only here)")
+_shot = _sub.add_parser("screenshot", help="show the desktop inline as a PNG")
+_shot.add_argument("--save", default=None, metavar="FILE", help="also write the PNG to FILE")
+
+
+@magics_class
+class VncMagics(ColabMagicsBase):
+    """``%vnc``: start, stop and look at a remote XFCE desktop."""
+
+    geometry = Unicode("1280x800", help="Screen size of the desktop, WIDTHxHEIGHT.").tag(config=True)
+    depth = Int(24, help="Colour depth of the desktop (16, 24 or 32).").tag(config=True)
+    display = Unicode(":1", help="X display of the desktop; its VNC port is 5900 + N.").tag(config=True)
+    web_port = Int(0, help="Loopback port of the noVNC web client (0: a free port).").tag(config=True)
+    provider = Unicode("", help="Tunnel provider used by --web when --via is not given (empty: none).").tag(
+        config=True)
+    start_timeout = Float(180.0, help="Seconds each step (X server, session, web client) may take to be ready.").tag(
+        config=True)
+
+    @line_magic
+    def vnc(self, line: str = "") -> Any:
+        args = self.parse(parser, line)
+        if args is None:
+            return None
+        command = args.command or "status"
+        if command == "start":
+            return self._start(args)
+        if command == "stop":
+            stopped = vnc.stop()
+            print("stopped the desktop" if stopped else "no desktop was running")
+            return None
+        if command == "password":
+            secret = vnc.password()
+            if secret is None:
+                print("no VNC password yet: %vnc start makes one")
+                return None
+            print(f"VNC password: {secret.reveal()}")
+            return None
+        if command == "screenshot":
+            from IPython.display import Image
+
+            return Image(data=vnc.screenshot(save=args.save), format="png")
+        desktop = vnc.current()
+        if desktop is None:
+            print("no desktop is running (start one with %vnc start)")
+        return desktop
+
+    def _start(self, args: Any) -> vnc.VncDesktop:
+        via = args.via if args.via is not None else (self.provider or None)
+        config = vnc.VncConfig(
+            geometry=args.geometry or self.geometry,
+            depth=args.depth if args.depth is not None else self.depth,
+            display=args.display or self.display,
+            web=bool(args.web),
+            web_port=self.web_port,
+            via=via if (args.web or args.via) else None,
+            gpu=bool(args.gpu),
+            timeout=self.start_timeout,
+        )
+        desktop = vnc.start(config, progress=self.progress("VNC desktop"))
+        if args.web and not config.via and environment.is_hosted_colab() and desktop.public_url:
+            self._show_in_notebook(desktop.public_url)
+        return desktop
+
+    def _show_in_notebook(self, url: str) -> Optional[Any]:
+        """On hosted Colab, the noVNC page through Colab's port proxy, inside the cell output."""
+        from IPython.display import IFrame, display
+
+        frame = IFrame(url, width="100%", height=720)
+        display(frame)
+        return frame
+
+
+VncMagics.vnc.__doc__ = parser.format_help() + "\n".join(
+    p.format_help() for p in (_start, _shot)
+)

@@ -1,0 +1,448 @@
+"""The remote desktop: an XFCE session on a VNC X server, optionally in the browser through noVNC.
+
+``start(VncConfig(...))`` installs what is missing, then brings up one
+composite service in order, each step supervised and probed: the VNC X
+server on ``:N`` (loopback, VNC password auth only), the XFCE session under
+its own D-Bus, and with ``web`` the noVNC bridge (websockify). A step that
+fails undoes the ones before it; ``stop()`` goes in reverse order.
+Re-running with the same settings reuses the running desktop; different
+settings restart the steps that changed and those after them.
+``screenshot()`` captures the desktop over RFB with our password, proving
+the VNC path itself. Plain Python: the ``%vnc`` magic is a thin layer on this.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ... import display as fmt
+from ...errors import BadInputError, ColabMagicError, ServiceError
+from ...system import environment, installer, probes, secrets, supervisor
+from ...system.secrets import Secret, SecretLike
+from . import components as parts
+
+PASSWORD_SECRET = "VNC_PASSWORD"
+TUNNEL_NAME = "vnc"
+TIGERVNC_PACKAGES = ("tigervnc-standalone-server", "tigervnc-tools")
+DESKTOP_PACKAGES = ("xfce4", "xfce4-terminal", "dbus-x11", "x11-utils")
+WEB_PACKAGES = ("novnc", "websockify")
+CAPTURE_SCRIPT = str(Path(__file__).with_name("capture.py"))
+
+Announce = Callable[[str], None]
+Progress = Callable[[float, str], None]
+
+
+def _print(message: str) -> None:
+    print(message, file=sys.stdout, flush=True)
+
+
+@dataclass(frozen=True)
+class VncConfig:
+    """What the user asked for, as plain data (the magic builds it from its traits and line)."""
+
+    geometry: str = "1280x800"
+    depth: int = 24
+    display: str = ":1"
+    web: bool = False
+    web_port: int = 0  # 0: a free loopback port (kept across re-runs)
+    via: Optional[str] = None  # tunnel provider exposing the desktop (the web page with ``web``)
+    tunnel_options: Mapping[str, Any] = field(default_factory=dict)
+    gpu: bool = False
+    timeout: float = 120.0
+
+    def display_number(self) -> int:
+        return parts.parse_display(self.display)
+
+    def port(self) -> int:
+        return parts.BASE_PORT + self.display_number()
+
+
+@dataclass(frozen=True)
+class VncDesktop:
+    """A running desktop: what ``%vnc start`` and ``%vnc status`` return. The password prints masked."""
+
+    display: str
+    port: int
+    password: Optional[Secret] = None
+    web_url: Optional[str] = None
+    public_url: Optional[str] = None
+    status: str = "running"
+    pid: Optional[int] = None
+    geometry: str = ""
+    depth: int = 24
+    server: str = "tigervnc"
+    session_pid: Optional[int] = None
+    web_pid: Optional[int] = None
+    restarts: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def connect_help(self) -> str:
+        """How to reach the desktop from the user's own computer."""
+        lines = []
+        if self.public_url:
+            lines.append(f"browser: open {self.public_url} and enter the VNC password (%vnc password)")
+        lines.append(
+            f"VNC client: forward the port over SSH, e.g. add `-L {self.port}:localhost:{self.port}` to the "
+            f"ssh command `%tunnel ssh` printed, then connect a VNC viewer to localhost:{self.port}"
+        )
+        if self.web_url:
+            web_port = self.web_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+            lines.append(
+                f"browser over SSH: add `-L {web_port}:localhost:{web_port}`, then open "
+                f"{self.web_url.replace('127.0.0.1', 'localhost')}"
+            )
+        lines.append("password: %vnc password (or vnc.password().reveal()) shows it")
+        return "\n".join(lines)
+
+    def _fields(self) -> List[Tuple[str, Any]]:
+        return [
+            ("display", self.display),
+            ("VNC address", self.address),
+            ("geometry", f"{self.geometry}x{self.depth}" if self.geometry else None),
+            ("web", self.web_url),
+            ("public", self.public_url),
+            ("password", self.password),
+            ("status", self.status),
+            ("pid", self.pid),
+            ("restarts", self.restarts),
+        ]
+
+    def __repr__(self) -> str:
+        return fmt.card_text(f"VncDesktop {self.display} ({self.server})", self._fields(),
+                             [("connect", self.connect_help())])
+
+    def _repr_html_(self) -> str:
+        return fmt.card_html(f"VncDesktop {self.display} ({self.server})", self._fields(),
+                             [("connect", self.connect_help())])
+
+
+# --- password ---------------------------------------------------------------------------------
+
+
+def password(explicit: SecretLike = None) -> Optional[Secret]:
+    """The desktop's password: an explicit one, $VNC_PASSWORD, Colab's Secrets, else the stored one."""
+    found = secrets.get(PASSWORD_SECRET, explicit=explicit, prompt=False)
+    if found is None:
+        found = secrets.load(PASSWORD_SECRET)
+    return found
+
+
+def _resolve_password(explicit: SecretLike) -> Secret:
+    found = password(explicit)
+    if found is None:
+        found = secrets.generate_password(8)  # VNC authentication uses exactly 8 characters
+    value = found.reveal()
+    if not 6 <= len(value) <= 8 or "\n" in value:
+        raise BadInputError("a VNC password must have 6 to 8 characters (VNC authentication "
+                            "ignores anything after the 8th)")
+    secrets.store(PASSWORD_SECRET, found)
+    return found
+
+
+# --- start / stop -----------------------------------------------------------------------------
+
+
+def required_packages(config: VncConfig, server: Optional[parts.Server]) -> List[str]:
+    needed: List[str] = []
+    if server is None or server.kind != "turbovnc":
+        needed.extend(TIGERVNC_PACKAGES)
+    needed.extend(DESKTOP_PACKAGES)
+    if config.web:
+        needed.extend(WEB_PACKAGES)
+    return needed
+
+
+def _validate(config: VncConfig) -> None:
+    parts.parse_geometry(config.geometry)
+    parts.check_depth(int(config.depth))
+    config.display_number()
+    if config.web_port and not 1 <= int(config.web_port) <= 65535:
+        raise BadInputError(f"web port must be from 1 to 65535, not {config.web_port}")
+    if config.via is not None and not str(config.via).strip():
+        raise BadInputError("--via needs a tunnel provider name")
+
+
+def _same(service: Optional[supervisor.Service], spec: supervisor.ServiceSpec) -> bool:
+    return bool(service is not None and service.keeper_alive()
+                and service.record().get("fingerprint") == spec.fingerprint())
+
+
+def _stop_steps(names: Sequence[str]) -> List[str]:
+    """Stop the named steps that run, in the order given (callers pass reverse start order)."""
+    stopped = []
+    for name in names:
+        # The record, not adopt(): a step whose keeper was killed from outside may still have
+        # processes carrying its token, and Service.stop() sweeps those too.
+        service = supervisor.Service(name)
+        if not service.exists():
+            continue
+        if name in (parts.WEB, parts.XVNC):
+            _stop_tunnel(service)
+        parts.end_detached(service)
+        if service.stop():
+            stopped.append(name)
+    return stopped
+
+
+def _stop_tunnel(service: supervisor.Service) -> None:
+    name = service.info.get("tunnel")
+    if not name:
+        return
+    try:
+        from .. import tunnels
+    except ImportError:
+        return
+    tunnels.stop(str(name))
+
+
+def _web_port(config: VncConfig, vnc_port: int) -> int:
+    if config.web_port:
+        return int(config.web_port)
+    running = supervisor.adopt(parts.WEB)
+    if running is not None and running.keeper_alive():
+        info = running.info
+        if info.get("vnc_port") == vnc_port and info.get("web_port"):
+            return int(info["web_port"])
+    return probes.free_port()
+
+
+def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce: Announce = _print,
+          progress: Optional[Progress] = None) -> VncDesktop:
+    """Bring up the desktop (or reuse the running one) and return it once every step is ready."""
+    _validate(config)
+    display_no = config.display_number()
+    vnc_port = config.port()
+    server = parts.find_server()
+    installer.ensure_packages(required_packages(config, server), progress=progress)
+    server = parts.find_server()
+    if server is None:
+        raise ServiceError("no VNC server (Xvnc and vncpasswd) was found after installing TigerVNC")
+    web_root = parts.novnc_dir() if config.web else None
+    if config.web and web_root is None:
+        raise ServiceError("noVNC's files (vnc.html) were not found after installing novnc")
+
+    secret = _resolve_password(password)
+    passwd = parts.write_password_file(server, secret)
+    xauth = parts.write_xauthority(display_no)
+    gpu_env: Dict[str, str] = {}
+    if config.gpu:
+        gpu_env, message = parts.gpu_environment(bool(environment.gpus()))
+        announce(message)
+
+    xspec = parts.xserver_spec(server, display_no, vnc_port, config.geometry, int(config.depth), passwd, xauth)
+    sspec = parts.session_spec(display_no, xauth, gpu_env)
+    steps: List[Tuple[supervisor.ServiceSpec, Callable[[], bool]]] = [
+        (xspec, parts.xserver_ready(display_no, vnc_port)),
+        (sspec, parts.session_ready(display_no, xauth, lambda: supervisor.adopt(parts.SESSION))),
+    ]
+    web_port = 0
+    if config.web:
+        assert web_root is not None
+        web_port = _web_port(config, vnc_port)
+        steps.append((parts.web_spec(web_port, vnc_port, web_root), parts.web_ready(web_port)))
+
+    # Every step from the first one that differs from what runs is restarted, and so is every
+    # later step (the session belongs to its X server); a web bridge no longer wanted is stopped.
+    order = [parts.XVNC, parts.SESSION, parts.WEB]
+    first_changed = len(steps)
+    for index, (spec, _ready) in enumerate(steps):
+        if not _same(supervisor.adopt(spec.name), spec):
+            first_changed = index
+            break
+    _stop_steps(list(reversed(order[first_changed:])))
+    reused_all = first_changed == len(steps) and len(steps) > 0
+
+    if first_changed == 0:
+        parts.check_display_free(display_no, vnc_port, [])
+    if config.web and first_changed <= 2:
+        supervisor.check_port_free(web_port, "the noVNC web client")
+
+    started: List[str] = []
+    try:
+        for spec, ready in steps:
+            service = supervisor.start(spec, ready=ready, timeout=config.timeout)
+            if spec.name == parts.SESSION:
+                parts.mark_drawn(service)
+            started.append(spec.name)
+            if progress is not None:
+                progress(len(started) / len(steps), f"{spec.info.get('role')} ready")
+    except ColabMagicError as exc:
+        _stop_steps(list(reversed(order)))
+        raise ServiceError(f"the desktop did not start: {exc.message}; everything started was stopped",
+                           log=exc.log, details=exc.details) from exc
+
+    public_url = None
+    via = (config.via or "").strip() or None
+    if via:
+        public_url = _expose(config, via, vnc_port, announce)
+    elif config.web and environment.is_hosted_colab():
+        public_url = colab_url(_web_port_of_running())
+
+    if reused_all:
+        announce(f"the desktop on :{display_no} was already running: reused it")
+    desktop = current()
+    if desktop is None:
+        raise ServiceError("the desktop stopped right after it started", log=supervisor.log_path(parts.SESSION))
+    if public_url and desktop.public_url != public_url:
+        desktop = _replace(desktop, public_url=public_url)
+    return desktop
+
+
+def _replace(desktop: VncDesktop, **changes: Any) -> VncDesktop:
+    from dataclasses import replace
+
+    return replace(desktop, **changes)
+
+
+def _web_port_of_running() -> int:
+    service = supervisor.adopt(parts.WEB)
+    return int(service.info.get("web_port", 0)) if service is not None else 0
+
+
+def _expose(config: VncConfig, via: str, vnc_port: int, announce: Announce) -> Optional[str]:
+    """Expose the web page (or the VNC port itself without ``web``) through the tunnel layer."""
+    try:
+        from .. import tunnels
+    except ImportError as exc:
+        raise ServiceError(f"--via {via}: the tunnel layer is not available in this build ({exc})") from exc
+    if config.web:
+        owner = supervisor.adopt(parts.WEB)
+        port = _web_port_of_running()
+    else:
+        owner = supervisor.adopt(parts.XVNC)
+        port = vnc_port
+    prov = tunnels.provider(via)
+    proto = "http" if (config.web and "http" in prov.protos) else "tcp"
+    tunnel_config = tunnels.TunnelConfig(name=TUNNEL_NAME, local_port=port, proto=proto,
+                                         options=dict(config.tunnel_options))
+    tunnel = tunnels.start(tunnel_config, via=via, announce=announce)
+    public = tunnel.public_url or (f"{tunnel.public_host}:{tunnel.public_port}" if tunnel.public_host else None)
+    if public and config.web and tunnel.public_url:
+        public = tunnel.public_url.rstrip("/") + "/vnc.html?autoconnect=1&resize=remote"
+    if owner is not None:
+        owner.update_info(tunnel=TUNNEL_NAME, public_url=public, public=public)
+    return public
+
+
+def colab_url(web_port: int) -> Optional[str]:
+    """The noVNC page through hosted Colab's port proxy (reachable only from the user's browser)."""
+    try:
+        from google.colab import output  # type: ignore[import-not-found]
+    except Exception:
+        return None
+    try:
+        base = str(output.eval_js(f"google.colab.kernel.proxyPort({int(web_port)})", timeout_sec=30))
+    except Exception:
+        return None
+    if not base:
+        return None
+    url = base.rstrip("/") + "/vnc.html?autoconnect=1&resize=remote"
+    service = supervisor.adopt(parts.WEB)
+    if service is not None:
+        service.update_info(public_url=url, public=url)
+    return url
+
+
+def stop() -> List[str]:
+    """Stop the desktop in reverse order (web bridge, session, X server). Returns what ran."""
+    return _stop_steps([parts.WEB, parts.SESSION, parts.XVNC])
+
+
+# --- looking at it ----------------------------------------------------------------------------
+
+
+def current() -> Optional[VncDesktop]:
+    """``_colabmagic.vnc``: the running desktop (adopted from disk) or None."""
+    xserver = supervisor.adopt(parts.XVNC)
+    if xserver is None:
+        return None
+    session = supervisor.adopt(parts.SESSION)
+    web = supervisor.adopt(parts.WEB)
+    info = xserver.info
+    statuses = {"X server": xserver.status, "session": session.status if session else "absent"}
+    if web is not None:
+        statuses["web"] = web.status
+    status = "running" if all(s == "running" for s in statuses.values()) else \
+        "degraded (" + ", ".join(f"{k}: {v}" for k, v in statuses.items() if v != "running") + ")"
+    web_url = None
+    public_url = info.get("public_url")
+    if web is not None:
+        web_info = web.info
+        web_url = f"http://127.0.0.1:{web_info.get('web_port')}/vnc.html?autoconnect=1&resize=remote"
+        public_url = web_info.get("public_url") or public_url
+    restarts = xserver.restarts + (session.restarts if session else 0) + (web.restarts if web else 0)
+    return VncDesktop(
+        display=str(info.get("display", "")),
+        port=int(info.get("port", 0)),
+        password=secrets.load(PASSWORD_SECRET),
+        web_url=web_url,
+        public_url=public_url,
+        status=status,
+        pid=xserver.pid,
+        geometry=str(info.get("geometry", "")),
+        depth=int(info.get("depth", 24)),
+        server=str(info.get("server", "tigervnc")),
+        session_pid=session.pid if session else None,
+        web_pid=web.pid if web else None,
+        restarts=restarts,
+    )
+
+
+def status() -> Optional[VncDesktop]:
+    return current()
+
+
+def screenshot(save: Optional[str] = None, timeout: float = 60.0, password: SecretLike = None) -> bytes:
+    """The desktop as PNG bytes, captured by a VNC client over RFB with the desktop's password.
+
+    With ``save``, the PNG is also written to that file. ``password`` overrides the stored one
+    (a wrong one is refused by the server, which is the point of trying).
+    """
+    desktop = current()
+    if desktop is None:
+        raise ServiceError("no desktop is running; start one with %vnc start")
+    secret = secrets.get(PASSWORD_SECRET, explicit=password, prompt=False) if password else desktop.password
+    if secret is None:
+        raise ServiceError("the desktop's password is missing from colabmagic's secrets; run %vnc start again")
+    with tempfile.TemporaryDirectory(dir=str(parts.state_dir())) as tmp:
+        out = Path(tmp) / "screen.png"
+        try:
+            result = subprocess.run(
+                [sys.executable, CAPTURE_SCRIPT, "127.0.0.1", str(desktop.port), str(out)],
+                input=(secret.reveal() + "\n").encode(),
+                capture_output=True,
+                timeout=timeout,
+                env=_capture_env(),
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ServiceError(f"the VNC capture did not finish within {timeout:.0f}s") from exc
+        message = result.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        if result.returncode == 4:
+            raise ServiceError("the VNC server refused the password", details=message)
+        if result.returncode != 0 or not out.exists():
+            raise ServiceError("the VNC capture failed", details=message)
+        data = out.read_bytes()
+    if save:
+        target = Path(save).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return data
+
+
+def _capture_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DISPLAY", None)  # the capture is an RFB client, never an X client
+    return env
+
+
+__all__ = ["VncConfig", "VncDesktop", "start", "stop", "status", "current", "screenshot", "password",
+           "colab_url", "required_packages"]

@@ -1,0 +1,58 @@
+"""Fixtures for the %vnc tests: a free X display and a fresh desktop home.
+
+The desktop runs on a display nobody uses (never :1), with ``$HOME`` in a
+temporary folder so XFCE's first-run set-up is exercised and the machine's
+own home is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from colabmagic.system import probes, procfs
+
+
+def _display_free(number: int) -> bool:
+    return (
+        not Path(f"/tmp/.X{number}-lock").exists()
+        and not Path(f"/tmp/.X11-unix/X{number}").exists()
+        and procfs.port_holder(5900 + number) is None
+        and not probes.port_open(5900 + number)
+    )
+
+
+@pytest.fixture
+def display_number() -> int:
+    """A display :N (N >= 20) whose lock, socket and VNC port are all free."""
+    for number in range(20 + os.getpid() % 50, 99):
+        if _display_free(number):
+            return number
+    pytest.fail("no free X display between :20 and :98")
+
+
+@pytest.fixture(scope="session")
+def desktop_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("desktop-home")
+
+
+@pytest.fixture(autouse=True)
+def fresh_home(desktop_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("HOME", str(desktop_home))
+    monkeypatch.delenv("VNC_PASSWORD", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    yield desktop_home
+
+
+
+
+@pytest.fixture(autouse=True)
+def desktop_stopped(cm_home: Path) -> Iterator[None]:
+    """Stop the desktop with the product's own stop (reverse order) after each test, even on failure."""
+    yield
+    from colabmagic.services import vnc
+
+    vnc.stop()

@@ -1,0 +1,135 @@
+"""Independent checks for the %vnc tests: vncdotool and raw-RFB clients, image and process checks.
+
+These are separate from the product's code: vncdotool runs in a child
+process (password on stdin), the RFB handshake is read raw, and images are
+judged with Pillow.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Tuple
+
+from colabmagic.system import procfs, supervisor
+
+RFB_CAPTURE = r"""
+import sys, warnings
+warnings.simplefilter("ignore")
+from vncdotool import api
+port, out = sys.argv[1], sys.argv[2]
+password = sys.stdin.readline().rstrip("\n")
+try:
+    client = api.connect("127.0.0.1::" + port, password=password, timeout=30)
+    client.captureScreen(out)
+    client.disconnect()
+except Exception as exc:
+    print("FAILED %s: %s" % (type(exc).__name__, exc))
+    sys.exit(1)
+finally:
+    api.shutdown()
+"""
+
+def rfb_capture(port: int, password: str, out: Path) -> Tuple[int, str]:
+    """Capture with vncdotool in a child process; (exit status, its output)."""
+    result = subprocess.run(
+        [sys.executable, "-c", RFB_CAPTURE, str(port), str(out)],
+        input=password + "\n", capture_output=True, text=True, timeout=120,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def security_types(port: int) -> List[int]:
+    """The security types an RFB 3.8 server offers (read raw, before any authentication)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.settimeout(10)
+        version = _recv_exact(sock, 12)
+        assert version.startswith(b"RFB "), version
+        sock.sendall(b"RFB 003.008\n")
+        count = _recv_exact(sock, 1)[0]
+        assert count > 0, "the server refused the connection before offering security types"
+        return list(_recv_exact(sock, count))
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        data += chunk
+    return data
+
+
+def vnc_pids() -> List[int]:
+    """Live processes of the running desktop, found by each step's token."""
+    found: List[int] = []
+    for name in ("vnc-xserver", "vnc-session", "vnc-web"):
+        token = supervisor.Service(name).token
+        if token:
+            found.extend(procfs.processes_with_env(supervisor.TOKEN_ENV, token))
+    return found
+
+
+DESKTOP_COMMANDS = ("Xvnc", "xfce4-session", "xfce4-panel", "xfwm4", "xfdesktop", "xfsettingsd",
+                    "xfconfd", "Thunar", "dbus-daemon", "dbus-run-session", "websockify", "ssh-agent",
+                    "gpg-agent")
+
+
+def desktop_processes(tokens: List[str]) -> List[Tuple[int, str]]:
+    """Live processes carrying any of ``tokens`` (what a start of ours left running)."""
+    left = []
+    for token in tokens:
+        for pid in procfs.processes_with_env(supervisor.TOKEN_ENV, token):
+            left.append((pid, " ".join(procfs.cmdline(pid))[:80]))
+    return left
+
+
+def looks_like_xfce(png: Path) -> None:
+    """Assert a capture shows a painted desktop with XFCE's panel strip along the top."""
+    from PIL import Image, ImageStat
+
+    image = Image.open(png).convert("RGB")
+    width, height = image.size
+    overall = ImageStat.Stat(image).stddev
+    assert max(overall) > 15, f"the capture is (nearly) blank: stddev {overall}"
+    panel = ImageStat.Stat(image.crop((0, 2, width, 20))).mean
+    background = ImageStat.Stat(image.crop((width // 4, height // 4, 3 * width // 4, 3 * height // 4))).mean
+    gap = max(abs(a - b) for a, b in zip(panel, background))
+    assert gap > 40, f"no panel strip at the top: panel {panel} vs background {background}"
+
+
+def image_distance(a: object, b: object) -> float:
+    """Mean absolute difference (0-255) of two images shrunk to 160x100 (small text changes wash out)."""
+    from PIL import Image, ImageChops, ImageStat
+
+    left = Image.open(a).convert("RGB").resize((160, 100))  # type: ignore[arg-type]
+    right = Image.open(b).convert("RGB").resize((160, 100))  # type: ignore[arg-type]
+    return float(sum(ImageStat.Stat(ImageChops.difference(left, right)).mean) / 3)
+
+
+def xfce_problem(png: Path) -> str:
+    """Why ``png`` does not show the XFCE desktop yet, or "" when it does."""
+    try:
+        looks_like_xfce(png)
+    except AssertionError as exc:
+        return str(exc)
+    return ""
+
+
+def capture_until_xfce(port: int, password: str, out: Path, timeout: float = 40.0) -> None:
+    """Capture with vncdotool until the panel is drawn (a bounded wait: the panel paints as its
+    plugins load); fail with the last reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, text = rfb_capture(port, password, out)
+        assert code == 0, f"the VNC client could not capture: {text}"
+        problem = xfce_problem(out)
+        if not problem:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(problem)
+        time.sleep(0.5)
