@@ -7,11 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import STANDINS, Page, fetch_until, kill_agent, standin
+from standin_client import STANDINS, Page, fetch_until, kill_agent, standin
 
 from colabmagic.services import tunnels
-from colabmagic.system import supervisor
 from colabmagic.services.tunnels import agent
+from colabmagic.system import supervisor
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import (
+from standin_client import (
     Frps,
     Page,
     assert_secret_hidden,
@@ -66,7 +66,10 @@ def test_wrong_token_is_a_clear_error_without_the_token(ip, page: Page, frps: Fr
     monkeypatch.setenv("FRP_TOKEN", wrong)
     ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
     ip.cell("%config TunnelMagics.timeout = 6")
-    c = ip.cell(f"%tunnel {page.port} --via frp --server {frps.server} --proto tcp", check=False)
+    try:
+        c = ip.cell(f"%tunnel {page.port} --via frp --server {frps.server} --proto tcp", check=False)
+    finally:
+        ip.cell("%config TunnelMagics.timeout = 60.0")  # %config outlives this test's shell
     assert c.error is not None
     message = str(c.error)
     assert "refused the login" in message and "FRP_TOKEN" in message

@@ -1,0 +1,66 @@
+"""A missing provider binary: offline it is never downloaded, and the error names the setting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from standin_client import Page, standin
+
+from colabmagic.services import tunnels
+from colabmagic.services.tunnels import binaries
+
+CASES = [
+    ("frp", "frpc_path", "--server 127.0.0.1:7000 --proto tcp"),
+    ("cloudflared", "cloudflared_path", ""),
+    ("ngrok", "ngrok_path", ""),
+]
+
+
+@pytest.fixture
+def bare_path(ip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A PATH with none of the provider binaries, no ngrok where pyngrok puts one, no path settings."""
+    from pyngrok import conf
+
+    for _via, setting, _extra in CASES:  # %config values live on in the shell's config between tests
+        ip.cell(f"%config TunnelMagics.{setting} = ''")
+
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(conf, "DEFAULT_NGROK_PATH", str(tmp_path / "no-ngrok" / "ngrok"))
+    monkeypatch.setenv("NGROK_AUTHTOKEN", "2ngrokStandInAuthtoken_binaries")
+    monkeypatch.setenv("FRP_TOKEN", "frp-token-binaries")
+    return empty
+
+
+@pytest.mark.parametrize("via,setting,extra", CASES)
+def test_offline_missing_binary_names_the_setting(ip, page: Page, bare_path: Path, cm_home: Path,
+                                                  via: str, setting: str, extra: str) -> None:
+    c = ip.cell(f"%tunnel {page.port} --via {via} {extra}", check=False)
+    assert isinstance(c.error, binaries.MissingBinaryError)
+    message = str(c.error)
+    assert f"TunnelMagics.{setting}" in message and "offline" in message
+    assert not tunnels.services()
+    assert not (cm_home / "bin").exists() or not list((cm_home / "bin").iterdir())
+
+
+@pytest.mark.parametrize("via,setting,extra", CASES)
+def test_a_wrong_path_setting_is_named(ip, page: Page, bare_path: Path, tmp_path: Path,
+                                       via: str, setting: str, extra: str) -> None:
+    ip.cell(f"%config TunnelMagics.{setting} = '{tmp_path / 'nowhere' / via}'")
+    c = ip.cell(f"%tunnel {page.port} --via {via} {extra}", check=False)
+    assert isinstance(c.error, binaries.MissingBinaryError)
+    assert f"TunnelMagics.{setting}" in str(c.error) and "not an executable" in str(c.error)
+    assert not tunnels.services()
+
+
+def test_found_in_colabmagic_bin_or_on_path(bare_path: Path, cm_home: Path) -> None:
+    local = cm_home / "bin"
+    local.mkdir(mode=0o700, exist_ok=True)
+    os.symlink(standin("cloudflared"), local / "cloudflared")
+    assert binaries.resolve("cloudflared") == str(local / "cloudflared")
+    os.symlink(standin("frpc"), bare_path / "frpc")
+    assert binaries.resolve("frpc") == standin("frpc")
+    assert binaries.resolve("frpc", "frpc") == standin("frpc")
