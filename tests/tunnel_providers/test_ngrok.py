@@ -7,7 +7,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from standin_client import Page, assert_secret_hidden, fetch_until, kill_agent, standin, tcp_fetch_until
+from standin_client import (
+    Page,
+    assert_secret_hidden,
+    fetch_until,
+    kill_agent,
+    standin,
+    tcp_fetch_until,
+)
 
 from colabmagic.services import tunnels
 from colabmagic.system import supervisor
