@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,24 @@ def test_bad_frp_options_start_and_write_nothing(ip, page: Page, frp_ready: Frps
     assert len(str(c.error).splitlines()) == 1
     assert not tunnels.services()
     assert not list((cm_home / "tunnels").glob("*")) if (cm_home / "tunnels").exists() else True
+
+
+def test_ssh_through_frp_logs_in_with_the_printed_lines(ip, frp_ready: Frps, tmp_path: Path) -> None:
+    key = tmp_path / "laptop" / "id_ed25519"
+    key.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "laptop", "-f", str(key)], check=True)
+    remote = probes.free_port()
+    c = ip.cell(f"%tunnel ssh --via frp --server {frp_ready.server} --remote-port {remote} --key-file {key}.pub")
+    t = c.value
+    assert (t.public_host, t.public_port) == ("127.0.0.1", remote)
+    folder = key.parent
+    (folder / "known_hosts").write_text(t.known_hosts_line() + "\n")
+    (folder / "config").write_text(t.ssh_config())
+    result = subprocess.run(
+        ["ssh", "-F", str(folder / "config"), "-o", f"UserKnownHostsFile={folder / 'known_hosts'}",
+         "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+         "-o", "IdentityAgent=none", "-o", "ConnectTimeout=15", "-i", str(key), "colabmagic", "echo", "via-frp"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "via-frp"
