@@ -113,3 +113,15 @@ def test_ssh_through_frp_logs_in_with_the_printed_lines(ip, frp_ready: Frps, tmp
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "via-frp"
+
+
+def test_running_the_same_tunnel_again_reuses_the_agent_and_config(ip, page: Page, frp_ready: Frps) -> None:
+    line = f"%tunnel {page.port} --via frp --server {frp_ready.server} --proto tcp"
+    first = ip.cell(line).value
+    service = supervisor.adopt(tunnels.service_name(first.name))
+    config = Path(service.info["config_file"])
+    before = (config.read_bytes(), config.stat().st_mtime_ns)
+    again = ip.cell(line)
+    assert "reused" in again.stdout
+    assert again.value.pid == first.pid and again.value.public_port == first.public_port
+    assert (config.read_bytes(), config.stat().st_mtime_ns) == before

@@ -84,3 +84,10 @@ def test_pyngrok_can_drive_the_standin_as_its_ngrok_path(page: Page, tmp_path: P
         assert ngrok.get_tunnels(pyngrok_config=settings) == []
     finally:
         ngrok.kill(pyngrok_config=settings)
+
+
+def test_running_the_same_tunnel_again_reuses_the_agent(ip, page: Page, ngrok_ready: str) -> None:
+    first = ip.cell(f"%tunnel {page.port} --via ngrok").value
+    again = ip.cell(f"%tunnel {page.port} --via ngrok")
+    assert "reused" in again.stdout
+    assert again.value.pid == first.pid and again.value.public_url == first.public_url
