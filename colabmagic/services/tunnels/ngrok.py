@@ -40,7 +40,9 @@ class MissingTokenError(ColabMagicError):
 
 def config_data(config: TunnelConfig, token: str, web_port: int) -> Dict[str, Any]:
     """The agent config (ngrok's v2 config format, which the v3 agent reads) for one tunnel."""
-    tunnel: Dict[str, Any] = {"proto": config.proto, "addr": f"127.0.0.1:{config.local_port}", "inspect": False}
+    tunnel: Dict[str, Any] = {"proto": config.proto, "addr": f"127.0.0.1:{config.local_port}"}
+    if config.proto == "http":
+        tunnel["inspect"] = False  # no request capture in the agent's memory; an http-only field
     domain = str(config.options.get("domain") or "").strip()
     if domain:
         tunnel["domain"] = domain
