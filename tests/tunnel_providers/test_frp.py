@@ -125,3 +125,16 @@ def test_running_the_same_tunnel_again_reuses_the_agent_and_config(ip, page: Pag
     assert "reused" in again.stdout
     assert again.value.pid == first.pid and again.value.public_port == first.public_port
     assert (config.read_bytes(), config.stat().st_mtime_ns) == before
+
+
+def test_frps_restart_frpc_logs_in_again_by_itself(ip, page: Page, frp_ready, cm_home: Path) -> None:
+    remote = probes.free_port()
+    t = ip.cell(f"%tunnel {page.port} --via frp --server {frp_ready.server} --proto tcp --remote-port {remote}").value
+    assert page.marker in tcp_fetch_until("127.0.0.1", remote, page.marker)
+    frp_ready.stop()
+    assert probes.wait_for(lambda: tunnels.get(t.name).status != "running", 30)
+    frp_ready.restart()
+    assert tunnels.wait_public(t.name, timeout=30)
+    assert page.marker in tcp_fetch_until("127.0.0.1", remote, page.marker)
+    after = tunnels.get(t.name)
+    assert after.status == "running" and after.pid == t.pid  # frpc retried; nothing had to be restarted
