@@ -57,7 +57,16 @@ def dl_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def aip(ip: Any, dl_dir: Path) -> Any:
-    """The ``ip`` shell with %aria2 pointed at a per-test folder and a free RPC port."""
+    """The ``ip`` shell with %aria2 pointed at a per-test folder and a free RPC port.
+
+    The shell is shared between tests, so every %aria2 setting is first put back to its default.
+    """
+    ip.config.pop("Aria2Magics", None)
+    magics = ip.magics_manager.registry["Aria2Magics"]
+    for name in magics.trait_names(config=True):
+        if name == "offline":  # shared with every magic; the autouse fixture sets offline mode
+            continue
+        setattr(magics, name, magics.trait_defaults(name))
     ip.cell(f"%config Aria2Magics.download_dir = {str(dl_dir)!r}")
     ip.cell(f"%config Aria2Magics.rpc_port = {probes.free_port()}")
     return ip
