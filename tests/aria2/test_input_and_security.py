@@ -190,3 +190,20 @@ def test_settings_cannot_inject_config_lines(aip: Any, cm_home: Path) -> None:
     with pytest.raises(BadInputError):
         service.start(service.Aria2Config(download_dir="/tmp/x\nrpc-listen-all=true"))
     assert service.current() is None
+
+
+def test_tracker_list_update_and_cache(tmp_path: Path, cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colabmagic.demo.webserver import FileServer
+
+    (tmp_path / "list").mkdir()
+    (tmp_path / "list" / "trackers.txt").write_text(
+        "udp://tracker.one.invalid:1337/announce\n\nhttp://tracker.two.invalid/announce\nnot a tracker\n"
+    )
+    with FileServer(str(tmp_path / "list")) as server:
+        with pytest.raises(BadInputError, match="offline"):
+            service.update_trackers(server.url("trackers.txt"))
+        monkeypatch.delenv("COLABMAGIC_OFFLINE")  # no daemon runs here: the only contact is loopback
+        found = service.update_trackers(server.url("trackers.txt"))
+    assert found == ["udp://tracker.one.invalid:1337/announce", "http://tracker.two.invalid/announce"]
+    assert service.cached_trackers() == found
+    assert stat.S_IMODE((cm_home / "aria2" / "trackers.txt").stat().st_mode) == 0o600
