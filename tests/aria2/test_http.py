@@ -110,7 +110,10 @@ def test_queue_survives_stop_and_a_new_kernel(aip: Any, serve: Any, payloads: An
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ), timeout=60, check=True).stdout
     assert d.gid in out and str(service.current().pid) in out
+    aip.cell(f"%aria2 resume {d.gid}")
+    wait_until(lambda: service.current().get(d.gid).status == "active", 30, "the download to resume")
     aip.cell("%aria2 remove --all")
+    assert service.current().downloads() == []
 
 
 def test_metalink_file(aip: Any, serve: Any, payloads: Any, dl_dir: Any, tmp_path: Any) -> None:
