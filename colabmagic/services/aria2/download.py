@@ -121,7 +121,7 @@ def from_status(status: Dict[str, Any]) -> Download:
             rel = os.path.relpath(where, stage.dir)
             where = os.path.join(stage.target, rel)
         record = placement.read_record(stage.record)
-        if state == "complete":
+        if state == "complete" and not status.get("followedBy"):  # a magnet's metadata step is not placed
             if record.get("state") == "error":
                 state, error = "error", str(record.get("error", "could not move into place"))
             elif record.get("state") != "placed":
