@@ -7,6 +7,7 @@ judged with Pillow.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -74,9 +75,17 @@ def vnc_pids() -> List[int]:
     return found
 
 
-DESKTOP_COMMANDS = ("Xvnc", "xfce4-session", "xfce4-panel", "xfwm4", "xfdesktop", "xfsettingsd",
-                    "xfconfd", "Thunar", "dbus-daemon", "dbus-run-session", "websockify", "ssh-agent",
-                    "gpg-agent")
+def display_processes(display: int) -> List[Tuple[int, str]]:
+    """Live processes tied to X display ``:display`` by environment or command line, token or not
+    (catches anything that escaped with a cleaned environment)."""
+    found = []
+    for pid in procfs.pids():
+        if pid == os.getpid() or not procfs.is_running(pid):
+            continue
+        cmd = " ".join(procfs.cmdline(pid))
+        if procfs.environ(pid).get("DISPLAY") == f":{display}" or f"Xvnc :{display} " in cmd:
+            found.append((pid, cmd[:80]))
+    return found
 
 
 def desktop_processes(tokens: List[str]) -> List[Tuple[int, str]]:
@@ -133,3 +142,80 @@ def capture_until_xfce(port: int, password: str, out: Path, timeout: float = 40.
         if time.monotonic() > deadline:
             raise AssertionError(problem)
         time.sleep(0.5)
+
+
+class HeadlessChromium:
+    """Headless Chromium driven over the DevTools protocol (loopback only, throw-away profile)."""
+
+    def __init__(self, profile: Path, width: int, height: int):
+        self.profile = profile
+        self.proc = subprocess.Popen(
+            ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
+             f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
+             "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.ws = None
+        self.next_id = 0
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise AssertionError("headless Chromium did not open its DevTools port")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as resp:
+            targets = json.load(resp)
+        page = next(t for t in targets if t.get("type") == "page")
+        import websocket
+
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30,
+                                              suppress_origin=True)
+
+    def call(self, method: str, **params: object) -> dict:
+        import json
+
+        assert self.ws is not None
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                return dict(message.get("result", {}))
+
+    def evaluate(self, expression: str) -> object:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result.get("result", {}).get("value")
+
+    def screenshot(self, out: Path) -> Path:
+        import base64
+
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        out.write_bytes(base64.b64decode(data))
+        return out
+
+    def close(self) -> None:
+        if self.ws is not None:
+            try:
+                self.ws.close()
+            except Exception:
+                pass
+        if self.proc.poll() is None:
+            import os
+            import signal
+
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)

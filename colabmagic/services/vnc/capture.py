@@ -29,13 +29,10 @@ def main(argv: list) -> int:
         return 3
     try:
         client = api.connect(f"{host}::{port}", password=password or None, timeout=30)
-        try:
-            client.captureScreen(out)
-        finally:
-            try:
-                client.disconnect()
-            except Exception:
-                pass
+        client.captureScreen(out)
+        # Only after a capture: a refused connection is already closed, and disconnecting it
+        # would wait for a close that never comes.
+        client.disconnect()
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         print(text, file=sys.stderr)
