@@ -69,7 +69,13 @@ class DriveMagics(ColabMagicsBase):
         bar = self.progress("drive_sync")
         if cell is not None:
             drive.mount(config, progress=bar)
-            self.shell.run_cell(cell, store_history=False)
+            # A nested run_cell shows the body's output and errors as usual, but it clears the
+            # display hook's record of the outer cell; put it back so this cell's value shows.
+            outer = self.shell.displayhook.exec_result
+            try:
+                self.shell.run_cell(cell, store_history=False)
+            finally:
+                self.shell.displayhook.exec_result = outer
         return drive.sync(config, unmount=args.unmount, progress=bar)
 
 

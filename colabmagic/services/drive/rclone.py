@@ -39,6 +39,8 @@ FAIL_AFTER_TRIES = 3  # an upload that failed this often, with nothing else in f
 UPLOAD_FAILED = re.compile(
     r"ERROR : (?P<name>.+?): vfs cache: failed to upload try #(?P<try>\d+), will retry in \S+: (?P<why>.*)$"
 )
+# An upload that failed when rclone picked the file up again from its cache: it is not retried.
+RELOAD_FAILED = re.compile(r"ERROR : (?P<name>.+?): vfs cache: failed to reload item: (?P<why>.*)$")
 Progress = Callable[[float, str], None]
 
 
@@ -216,7 +218,8 @@ class RcloneBackend:
         return result.stdout
 
     # -- mount / unmount
-    def _start(self, name: str, mountpoint: str, write_back: str, restart: bool) -> supervisor.Service:
+    def _start(self, name: str, mountpoint: str, write_back: str, restart: bool,
+               timeout: Optional[float] = None, wait_mounted: bool = True) -> supervisor.Service:
         port = probes.free_port()
         argv = self._argv(mountpoint, write_back, port)
         spec = supervisor.ServiceSpec(
@@ -229,12 +232,35 @@ class RcloneBackend:
         )
 
         def ready() -> bool:
-            if not (tracking.is_mounted(mountpoint) and probes.port_open(port)):
+            if wait_mounted and not tracking.is_mounted(mountpoint):
+                return False
+            if not probes.port_open(port):
                 return False
             rc_call(port, "rc/noop", timeout=2)  # raises until the API answers (and accepts our auth)
             return True
 
-        return supervisor.start(spec, ready=ready, timeout=self.config.mount_timeout)
+        return supervisor.start(spec, ready=ready, timeout=timeout or self.config.mount_timeout)
+
+    def _remember_meta_root(self, svc: supervisor.Service) -> None:
+        """Where rclone keeps the cache's metadata for this remote (to find dirty files later)."""
+        try:
+            meta = rc_call(int(svc.info["rc_port"]), "vfs/stats", timeout=5)["diskCache"]["pathMeta"]
+        except Exception:
+            return
+        record = drive_dir() / "vfs-meta.json"
+        try:
+            known = json.loads(record.read_text())
+        except (OSError, ValueError):
+            known = {}
+        known[self.config.remote] = meta
+        paths.write_file(record, json.dumps(known, sort_keys=True))
+
+    def _meta_root(self) -> Optional[Path]:
+        try:
+            meta = json.loads((drive_dir() / "vfs-meta.json").read_text()).get(self.config.remote)
+        except (OSError, ValueError):
+            return None
+        return Path(meta) if meta else None
 
     def mount(self) -> None:
         mp = self.config.mountpoint
@@ -248,10 +274,11 @@ class RcloneBackend:
         if os.listdir(mp):
             raise ColabMagicError(f"{mp} is not empty; rclone would hide those files. Move them away first.")
         try:
-            self._start(MOUNT_SERVICE, mp, self.config.write_back, restart=True)
+            svc = self._start(MOUNT_SERVICE, mp, self.config.write_back, restart=True)
         except ServiceError:
             writers.guard(mp)
             raise
+        self._remember_meta_root(svc)
 
     def remount(self) -> None:
         self.mount()
@@ -276,43 +303,67 @@ class RcloneBackend:
     # -- flush
     def flush(self, deadline: float) -> None:
         """Upload everything pending in the cache; the mountpoint is unmounted on return."""
+        meta_root = self._meta_root()
         self.stop_mount()
         flush_dir = drive_dir() / "flush-mount"
         flush_dir.mkdir(exist_ok=True)
         os.chmod(flush_dir, 0o700)
         _lazy_unmount(str(flush_dir))
-        svc = self._start(FLUSH_SERVICE, str(flush_dir), "0s", restart=False)
-        log_start = 0
+        if meta_root is not None and not _dirty_files(meta_root):
+            return  # nothing waits in the cache
+        log = supervisor.log_path(FLUSH_SERVICE)
+        log_start = log.stat().st_size if log.exists() else 0
+        # rclone uploads what it reloads from the cache before the mount is up: wait only for
+        # its API, and never past the deadline.
+        pending = _dirty_files(meta_root) if meta_root is not None else []
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FlushTimeout("no time was left to flush", {p: "not uploaded: no time left" for p in pending})
         try:
-            log_start = _log_offset(svc)
-            self._drain(svc, deadline, log_start)
+            svc = self._start(FLUSH_SERVICE, str(flush_dir), "0s", restart=False,
+                              timeout=remaining, wait_mounted=False)
+        except ServiceError as err:
+            if time.monotonic() >= deadline:
+                raise FlushTimeout("rclone could not start flushing within the timeout",
+                                   {p: "not uploaded: the timeout ran out" for p in pending})
+            raise FlushFailed(f"rclone could not start flushing: {err.message}", {}, details=err.details)
+        try:
+            self._drain(svc, deadline, log_start, meta_root)
         finally:
             svc.stop()
             _lazy_unmount(str(flush_dir))
 
-    def _drain(self, svc: supervisor.Service, deadline: float, log_start: int) -> None:
+    def _drain(self, svc: supervisor.Service, deadline: float, log_start: int,
+               meta_root: Optional[Path]) -> None:
         port = int(svc.info["rc_port"])
         total = 0
+        idle_polls = 0
         while True:
             stats: Dict[str, Any] = {}
             try:
-                stats = rc_call(port, "vfs/stats", timeout=5)["diskCache"]
+                stats = rc_call(port, "vfs/stats", timeout=2)["diskCache"]
             except Exception:
-                stats = {}
-            dirty = _dirty_files(Path(stats["pathMeta"])) if stats.get("pathMeta") else None
+                stats = {}  # no VFS yet: rclone is still uploading what it reloaded
+            if meta_root is None and stats.get("pathMeta"):
+                meta_root = Path(stats["pathMeta"])
+            dirty = _dirty_files(meta_root) if meta_root is not None else None
             failures = _upload_failures(svc.log, log_start)
-            if stats and dirty is not None:
-                queued = int(stats.get("uploadsQueued", 0)) + int(stats.get("uploadsInProgress", 0))
-                if queued == 0 and not dirty:
+            queued = int(stats.get("uploadsQueued", 0)) + int(stats.get("uploadsInProgress", 0))
+            if dirty is not None:
+                if not dirty and queued == 0:
                     return
                 total = max(total, len(dirty))
                 if self.progress is not None and total:
                     self.progress(1 - len(dirty) / total, f"{len(dirty)} file(s) still uploading")
+                # Dirty files nobody is uploading (rclone gave up on them) will never arrive.
+                idle_polls = idle_polls + 1 if stats and queued == 0 else 0
                 stuck = [p for p in dirty if failures.get(p, (0, ""))[0] >= FAIL_AFTER_TRIES]
-                if dirty and len(stuck) == len(dirty) and int(stats.get("uploadsInProgress", 0)) == 0:
+                in_flight = int(stats.get("uploadsInProgress", 0))
+                if dirty and ((len(stuck) == len(dirty) and in_flight == 0) or idle_polls >= 8):
                     raise FlushFailed(
-                        f"uploads to {self.remote_label} keep failing",
-                        {p: f"upload failed: {failures[p][1]}" for p in dirty},
+                        f"uploads to {self.remote_label} failed",
+                        {p: "upload failed: " + (failures[p][1] if p in failures else "rclone did not upload it")
+                         for p in dirty},
                     )
             if not svc.child_alive() and svc.status in ("exited", "failed", "stopped"):
                 raise FlushFailed("rclone stopped while flushing", {}, details=svc.log_tail())
@@ -360,13 +411,6 @@ class RcloneBackend:
         return {"pid": svc.pid if svc else None, "rc": svc.info.get("address") if svc else None}
 
 
-def _log_offset(svc: supervisor.Service) -> int:
-    try:
-        return svc.log.stat().st_size
-    except OSError:
-        return 0
-
-
 def _upload_failures(log: Path, since: int) -> Dict[str, Tuple[int, str]]:
     """file -> (failed tries, last reason) from rclone's log after byte ``since``."""
     try:
@@ -377,10 +421,11 @@ def _upload_failures(log: Path, since: int) -> Dict[str, Tuple[int, str]]:
         return {}
     found: Dict[str, Tuple[int, str]] = {}
     for line in text.splitlines():
-        m = UPLOAD_FAILED.search(line)
+        m = UPLOAD_FAILED.search(line) or RELOAD_FAILED.search(line)
         if m:
             why = m.group("why").replace("vfs cache: failed to transfer file from cache to remote: ", "")
-            found[m.group("name")] = (int(m.group("try")), why)
+            tries = int(m.group("try")) if "try" in m.groupdict() else FAIL_AFTER_TRIES
+            found[m.group("name")] = (tries, why)
     return found
 
 

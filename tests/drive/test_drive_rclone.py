@@ -1,0 +1,191 @@
+"""%drive_sync over a real rclone FUSE mount of a local-folder remote with a long write-back delay.
+
+The remote is a plain folder, so the test reads what really arrived there
+(sha256 of the files on the remote's side), never through the mount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+from colabmagic.services import drive
+from colabmagic.services.drive import tracking
+
+MB = 1 << 20
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4 * MB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def configure(ip: Any, env: Dict[str, Path], write_back: str = "5m") -> None:
+    ip.cell(f"%config DriveMagics.remote = {str(env['remote'])!r}")
+    ip.cell(f"%config DriveMagics.mountpoint = {str(env['mountpoint'])!r}")
+    ip.cell(f"%config DriveMagics.write_back = {write_back!r}")
+    ip.cell("%config DriveMagics.backend = 'rclone'")
+
+
+def seed_remote(remote: Path) -> Dict[str, bytes]:
+    """An existing 'model' file to be rewritten in place, and a file the cell deletes."""
+    model = os.urandom(2 * MB)
+    (remote / "model.bin").write_bytes(model)
+    (remote / "doomed.txt").write_text("delete me\n")
+    patch = os.urandom(64 * 1024)
+    expected = bytearray(model)
+    expected[4096:4096 + len(patch)] = patch
+    return {"model": model, "patch": patch, "model_after": bytes(expected)}
+
+
+# The user's steps: a 200 MB file, an in-place rewrite at the same size
+# (open r+b, seek, overwrite: how preallocated checkpoints are written), a delete.
+STEPS = """
+import hashlib, os
+_h = hashlib.sha256()
+with open({mp!r} + '/big.bin', 'wb') as _f:
+    for _ in range(200):
+        _chunk = os.urandom(1 << 20)
+        _h.update(_chunk)
+        _f.write(_chunk)
+big_sha = _h.hexdigest()
+with open({mp!r} + '/model.bin', 'r+b') as _f:
+    _f.seek(4096)
+    _f.write(PATCH)
+os.remove({mp!r} + '/doomed.txt')
+remote_had_big_before_sync = os.path.exists({remote!r} + '/big.bin')
+"""
+
+
+def test_cell_sync_makes_the_remote_hold_exactly_the_new_content(ip: Any, rclone_env: Dict[str, Path]) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    seeds = seed_remote(remote)
+    configure(ip, rclone_env, write_back="5m")
+    ip.push({"PATCH": seeds["patch"]})
+
+    c = ip.cell("%%drive_sync\n" + STEPS.format(mp=str(mp), remote=str(remote)))
+    report = c.value
+
+    # Without the sync, the write-back delay kept the new file off the remote.
+    assert ip.user_ns["remote_had_big_before_sync"] is False
+    # After it, the remote holds exactly the new content, and the deleted file is gone.
+    assert sha256(remote / "big.bin") == ip.user_ns["big_sha"]
+    assert (remote / "big.bin").stat().st_size == 200 * MB
+    assert sha256(remote / "model.bin") == hashlib.sha256(seeds["model_after"]).hexdigest()
+    assert not (remote / "doomed.txt").exists()
+    assert isinstance(report, drive.SyncReport)
+    assert report.verified and report.method.startswith("sha256")
+    outcome = {f.path: (f.change, f.status) for f in report.files}
+    assert outcome == {
+        "big.bin": ("created", "verified"),
+        "model.bin": ("modified", "verified"),
+        "doomed.txt": ("deleted", "verified"),
+    }
+    assert "verified" in repr(report) and "big.bin" in repr(report)
+    # The mount is back and usable.
+    assert tracking.is_mounted(str(mp))
+    assert (mp / "big.bin").stat().st_size == 200 * MB
+    assert ip.cell("_colabmagic.drive").value.mounted
+
+
+def test_a_plain_unmount_after_the_same_steps_loses_data(ip: Any, rclone_env: Dict[str, Path]) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    seeds = seed_remote(remote)
+    configure(ip, rclone_env, write_back="5m")
+    ip.push({"PATCH": seeds["patch"]})
+    drive.mount(drive.DriveConfig(backend="rclone", remote=str(remote), mountpoint=str(mp), write_back="5m"))
+
+    ip.cell(STEPS.format(mp=str(mp), remote=str(remote)))
+    subprocess.run(["fusermount3", "-u", str(mp)], check=True)
+
+    # What the user believed saved is not on the remote: the new file is missing and the
+    # rewritten file still has its old content.
+    assert not (remote / "big.bin").exists()
+    assert sha256(remote / "model.bin") == hashlib.sha256(seeds["model"]).hexdigest()
+    assert sha256(remote / "model.bin") != hashlib.sha256(seeds["model_after"]).hexdigest()
+
+
+def test_a_failing_remote_is_an_error_naming_the_files(ip: Any, rclone_env: Dict[str, Path]) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    body = (
+        "import subprocess\n"
+        f"open({str(mp)!r} + '/results-a.csv', 'w').write('a' * 1000)\n"
+        f"open({str(mp)!r} + '/results-b.csv', 'w').write('b' * 2000)\n"
+        # The remote breaks before the uploads: it becomes read-only (immutable: root too).
+        f"subprocess.run(['chattr', '+i', {str(remote)!r}], check=True)\n"
+    )
+    c = ip.cell("%%drive_sync --timeout 120\n" + body, check=False)
+
+    err = c.error
+    assert isinstance(err, drive.DriveSyncError)
+    assert "results-a.csv" in err.message and "results-b.csv" in err.message
+    assert "results-a.csv" in c.output and "results-b.csv" in c.output
+    report = err.report
+    assert report is not None and not report.verified
+    assert not any(f.status == "verified" for f in report.files)
+    assert {f.path for f in report.failed} == {"results-a.csv", "results-b.csv"}
+    assert all("not permitted" in f.reason for f in report.failed)
+    assert not (remote / "results-a.csv").exists()
+    # The mount is back; the files are still there, waiting in the cache.
+    assert tracking.is_mounted(str(mp))
+    assert (mp / "results-a.csv").read_text() == "a" * 1000
+
+
+def test_timeout_is_honoured_then_the_mount_is_back_and_a_sync_with_no_changes_says_so(
+    ip: Any, rclone_env: Dict[str, Path]
+) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    ip.cell("%config DriveMagics.bwlimit = '1M'")  # uploads of 12 MB need about 12 s
+    ip.cell(f"%%drive_sync\nopen({str(mp)!r} + '/slow.bin', 'wb').write(b'x' * 1000 * 1000)")
+    ip.cell(f"open({str(mp)!r} + '/pending.bin', 'wb').write(__import__('os').urandom(12 << 20))")
+
+    started = time.monotonic()
+    c = ip.cell("%drive_sync --timeout 3", check=False)
+    took = time.monotonic() - started
+    assert isinstance(c.error, drive.DriveSyncTimeout)
+    assert "timed out" in c.error.message and "pending.bin" in c.error.message
+    assert not c.error.report.verified
+    # Bounded: the 3 s timeout plus stopping and remounting, far short of the upload's own time.
+    assert took < 60
+    # The kernel goes on and the mount is back, with the file still readable.
+    assert tracking.is_mounted(str(mp))
+    assert (mp / "pending.bin").stat().st_size == 12 << 20
+    assert ip.cell("1 + 1").value == 2
+
+    ip.cell("%config DriveMagics.bwlimit = ''")
+    report = ip.cell("%drive_sync --timeout 120").value
+    assert report.verified
+    assert [f.path for f in report.files] == ["pending.bin"]
+    assert sha256(remote / "pending.bin") == sha256(mp / "pending.bin")
+
+    again = ip.cell("%drive_sync").value
+    assert again.ok and not again.changed
+    assert "no changes" in again.summary()
+    assert "no changes" in ip.cell("%drive_sync").stdout
+
+
+def test_unmount_leaves_the_bare_mountpoint_unwritable_until_the_next_sync(
+    ip: Any, rclone_env: Dict[str, Path]
+) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    ip.cell(f"%%drive_sync\nopen({str(mp)!r} + '/a.txt', 'w').write('hello')")
+    report = ip.cell("%drive_sync --unmount").value
+    assert not report.mounted and not tracking.is_mounted(str(mp))
+    assert (remote / "a.txt").read_text() == "hello"
+    with pytest.raises(PermissionError):
+        open(mp / "stray.txt", "w")
+    again = ip.cell("%drive_sync").value
+    assert again.mounted and tracking.is_mounted(str(mp))
+    assert (mp / "a.txt").read_text() == "hello"
