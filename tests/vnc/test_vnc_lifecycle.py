@@ -102,3 +102,19 @@ def test_bad_input_is_one_line_and_starts_nothing(ip):
 def test_screenshot_without_desktop_is_a_clear_error(ip, tmp_path):
     c = ip.cell("%vnc screenshot", check=False)
     assert c.error is not None and "no desktop is running" in str(c.error)
+
+
+def test_a_failing_session_undoes_the_started_x_server(ip, display_number, tmp_path, monkeypatch):
+    # A broken XFCE (its start script exits at once) stands in for any failure of a later step.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    broken = fake_bin / "startxfce4"
+    broken.write_text("#!/bin/sh\necho 'startxfce4: cannot start (broken on purpose)' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    c = ip.cell(f"%vnc start --display :{display_number}", check=False)
+    assert c.error is not None and "did not start" in str(c.error)
+    assert "broken on purpose" in str(c.error)  # the session's log tail comes with the error
+    assert supervisor.running() == []
+    assert display_processes(display_number) == []
+    assert not probes.port_open(5900 + display_number)
