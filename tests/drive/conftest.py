@@ -82,7 +82,7 @@ def colab_env(tmp_path: Path, cm_home: Path, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(COLAB_STANDINS))
     api = DriveApiStandIn(str(cloud)).start()
-    yield {"cloud": cloud, "mountpoint": mountpoint, "api": api, "tmp": tmp_path}
+    yield {"cloud": cloud, "mountpoint": mountpoint, "api": api, "tmp": tmp_path, "monkeypatch": monkeypatch}
     api.stop()
     from colabmagic.services.drive import writers
 

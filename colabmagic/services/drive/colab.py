@@ -174,7 +174,8 @@ class ColabBackend:
 
         def run() -> None:
             try:
-                drive.flush_and_unmount(timeout_ms=int(remaining * 1000))
+                # A little longer than ours, so our deadline (and its clear error) comes first.
+                drive.flush_and_unmount(timeout_ms=int((remaining + 5) * 1000))
             except BaseException as err:  # handed to the waiting thread
                 outcome["error"] = err
 
@@ -190,6 +191,9 @@ class ColabBackend:
                 worker.join(10.0)
                 raise FlushTimeout("google.colab.drive.flush_and_unmount did not finish within the timeout", {})
         if "error" in outcome:
+            if time.monotonic() >= deadline:  # it gave up because its timeout (ours) ran out
+                raise FlushTimeout(f"google.colab.drive.flush_and_unmount did not finish within the timeout "
+                                   f"({outcome['error']})", {})
             raise FlushFailed(f"google.colab.drive.flush_and_unmount failed: {outcome['error']}", {})
 
     def _creds(self) -> Tuple[Any, str]:

@@ -5,7 +5,7 @@ It serves ``GET /drive/v3/files?q='<folderId>' in parents and trashed = false``
 ``name``, ``mimeType``, ``md5Checksum``, ``size`` as a string,
 ``modifiedTime``) over a local folder that plays "My Drive" (id ``root``),
 and ``POST /token`` answering a refresh-token grant the way
-oauth2.googleapis.com does. A listing without the issued bearer token gets
+oauth2.googleapis.com does (``credentials()`` gives google-auth credentials using it). A listing without the issued bearer token gets
 401, as the real API does.
 """
 
@@ -135,12 +135,10 @@ class DriveApiStandIn:
             page["nextPageToken"] = str(start + size)
         return page
 
-    def write_credentials(self, path: str) -> str:
-        """An authorized_user credentials file (what google.auth.default() reads) pointing at /token."""
-        info = {"type": "authorized_user", "client_id": "standin.apps.googleusercontent.com",
-                "client_secret": "standin-secret", "refresh_token": self.refresh_token,
-                "token_uri": f"{self.root}/token"}
-        with open(path, "w") as fh:
-            json.dump(info, fh)
-        os.chmod(path, 0o600)
-        return path
+    def credentials(self) -> Any:
+        """User credentials as google.auth.default() returns them after Colab's authenticate_user():
+        no access token yet, a refresh token, and a token endpoint (here, this stand-in's)."""
+        from google.oauth2.credentials import Credentials
+
+        return Credentials(token=None, refresh_token=self.refresh_token, token_uri=f"{self.root}/token",
+                           client_id="standin.apps.googleusercontent.com", client_secret="standin-secret")
