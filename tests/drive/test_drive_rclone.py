@@ -91,6 +91,7 @@ def test_cell_sync_makes_the_remote_hold_exactly_the_new_content(ip: Any, rclone
         "doomed.txt": ("deleted", "verified"),
     }
     assert "verified" in repr(report) and "big.bin" in repr(report)
+    assert "big.bin" in report._repr_html_() and "sha256" in report._repr_html_()
     # The mount is back and usable.
     assert tracking.is_mounted(str(mp))
     assert (mp / "big.bin").stat().st_size == 200 * MB
@@ -189,3 +190,45 @@ def test_unmount_leaves_the_bare_mountpoint_unwritable_until_the_next_sync(
     again = ip.cell("%drive_sync").value
     assert again.mounted and tracking.is_mounted(str(mp))
     assert (mp / "a.txt").read_text() == "hello"
+
+
+def test_aria2_downloads_into_the_mount_are_paused_around_the_unmount_and_resumed(
+    ip: Any, rclone_env: Dict[str, Path], tmp_path: Path
+) -> None:
+    aria2 = pytest.importorskip("colabmagic.services.aria2")
+    from colabmagic.demo.webserver import FileServer, make_file
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    served = tmp_path / "served"
+    served.mkdir()
+    want = make_file(str(served / "dataset.bin"), 8 * MB, seed=3)
+    server = FileServer(str(served), rate=1 * MB).start()  # about 8 s: still running during the sync
+    try:
+        ip.cell("%%drive_sync\npass")
+        daemon = aria2.ensure(aria2.Aria2Config(download_dir=str(mp)))
+        (download,) = daemon.add([server.url("dataset.bin")], dir=str(mp))
+        assert wait_until(lambda: daemon.get(download.gid).completed > 0)
+        (mp / "notes.txt").write_text("a change, so the sync unmounts")
+
+        report = ip.cell("%drive_sync --timeout 120").value
+        assert report.ok
+        assert "paused 1 aria2 download" in report.note
+        assert daemon.get(download.gid).status in ("active", "complete")  # resumed, not left paused
+
+        daemon.wait([download], timeout=120)
+        assert sha256(mp / "dataset.bin") == want
+        final = ip.cell("%drive_sync --timeout 120").value
+        assert final.verified
+        assert sha256(remote / "dataset.bin") == want
+    finally:
+        server.stop()
+
+
+def wait_until(probe: Any, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return True
+        time.sleep(0.1)
+    return False

@@ -257,8 +257,10 @@ def sync(
         for change in changes:
             results.append(_judge(change, expected.get(change.path), remote, algo, timed_out))
 
+    note = (f"paused {len(paused)} aria2 download(s) writing into the mount during the unmount, then resumed"
+            if paused else "")
     report = SyncReport(cfg.backend, mp, backend.remote_label, elapsed(), tuple(results), method,
-                        mounted_after, timed_out=timed_out, errors=tuple(errors))
+                        mounted_after, note=note, timed_out=timed_out, errors=tuple(errors))
     _write_record(cfg, backend, last_sync=report.summary())
     if report.ok:
         if post is not None:
