@@ -80,7 +80,8 @@ class VncMagics(ColabMagicsBase):
             gpu=bool(args.gpu),
             timeout=self.start_timeout,
         )
-        desktop = vnc.start(config, progress=self.progress("VNC desktop"))
+        desktop = vnc.start(config, progress=self.progress("VNC desktop"),
+                            install_progress=self.progress("installing the desktop's packages"))
         if args.web and not config.via and environment.is_hosted_colab() and desktop.public_url:
             self._show_in_notebook(desktop.public_url)
         return desktop

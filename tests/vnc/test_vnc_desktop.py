@@ -6,7 +6,7 @@ import io
 import stat
 from pathlib import Path
 
-from vnc_helpers import capture_until_xfce, image_distance, looks_like_xfce
+from vnc_helpers import capture_until_xfce, image_distance, looks_like_xfce, rfb_capture
 
 from colabmagic.system import secrets
 
@@ -53,6 +53,19 @@ def test_start_again_reuses_and_new_options_restart(ip, display_number, tmp_path
     again = ip.cell(f"%vnc start --display :{display_number}")
     assert "reused" in again.stdout
     assert again.value.pid == first.pid and again.value.session_pid == first.session_pid
+
+    # A new password (Python API; never on a magic's line) takes effect on the running desktop.
+    from colabmagic.services import vnc
+
+    old_password = ip.user_ns["_colabmagic"].vnc.password.reveal()
+    renewed = vnc.start(vnc.VncConfig(display=f":{display_number}"), password="n3wPass8",
+                        announce=lambda _m: None)
+    assert renewed.pid == first.pid
+    code, _out = rfb_capture(renewed.port, old_password, tmp_path / "old.png")
+    assert code != 0
+    code, out = rfb_capture(renewed.port, "n3wPass8", tmp_path / "new.png")
+    assert code == 0, out
+    assert "n3wPass8" in ip.cell("%vnc password").stdout
 
     changed = ip.cell(f"%vnc start --display :{display_number} --geometry 800x600").value
     assert changed.pid != first.pid and changed.geometry == "800x600"

@@ -216,13 +216,19 @@ def _web_port(config: VncConfig, vnc_port: int) -> int:
 
 
 def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce: Announce = _print,
-          progress: Optional[Progress] = None) -> VncDesktop:
-    """Bring up the desktop (or reuse the running one) and return it once every step is ready."""
+          progress: Optional[Progress] = None, install_progress: Optional[Progress] = None) -> VncDesktop:
+    """Bring up the desktop (or reuse the running one) and return it once every step is ready.
+
+    ``password`` (6 to 8 characters) replaces the stored one; without it the
+    stored password, $VNC_PASSWORD or Colab's secret of that name is used, or
+    one is generated. ``progress`` follows the steps, ``install_progress`` the
+    package installation (only called when something is missing).
+    """
     _validate(config)
     display_no = config.display_number()
     vnc_port = config.port()
     server = parts.find_server()
-    installer.ensure_packages(required_packages(config, server), progress=progress)
+    installer.ensure_packages(required_packages(config, server), progress=install_progress or progress)
     server = parts.find_server()
     if server is None:
         raise ServiceError("no VNC server (Xvnc and vncpasswd) was found after installing TigerVNC")
