@@ -232,3 +232,34 @@ def wait_until(probe: Any, timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_file_still_open_for_writing_is_named_and_nothing_is_unmounted(
+    ip: Any, rclone_env: Dict[str, Path]
+) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    ip.cell("%%drive_sync\npass")
+    ip.cell(f"log = open({str(mp)!r} + '/train.log', 'w'); _ = log.write('step 1'); log.flush()")
+    c = ip.cell("%drive_sync", check=False)
+    assert "still open for writing" in str(c.error) and "train.log" in str(c.error)
+    assert tracking.is_mounted(str(mp))
+    ip.cell("log.close()")
+    assert ip.cell("%drive_sync").value.verified
+    assert (remote / "train.log").read_text() == "step 1"
+
+
+def test_a_kernel_working_inside_the_mount_is_inside_it_again_after_the_sync(
+    ip: Any, rclone_env: Dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    monkeypatch.chdir(rclone_env["remote"].parent)  # restored after the test
+    configure(ip, rclone_env, write_back="5m")
+    ip.cell("%%drive_sync\npass")
+    ip.cell(f"import os; os.chdir({str(mp)!r}); _ = open('relative.txt', 'w').write('one')")
+    assert ip.cell("%drive_sync").value.verified
+    assert os.getcwd() == str(mp)
+    ip.cell("_ = open('relative2.txt', 'w').write('two')")  # lands in the live mount, not a dead one
+    assert ip.cell("%drive_sync").value.verified
+    assert (remote / "relative.txt").read_text() == "one"
+    assert (remote / "relative2.txt").read_text() == "two"

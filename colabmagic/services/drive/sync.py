@@ -170,57 +170,16 @@ def sync(
         _write_record(cfg, backend, last_sync=report.summary())
         return report
 
-    # What the remote must end up holding, read through the mount while it is still there.
-    algo, method = backend.hash_algo(deadline) if cfg.verify else (None, "nothing (--no-verify)")
-    if algo and not tracking.can_hash(algo):
-        algo, method = None, f"size only ({algo} cannot be computed here)"
-    expected: Dict[str, Tuple[int, Optional[str]]] = {}
-    total = sum(c.size for c in changes if c.kind != "deleted") or 1
-    done = [0]
-
-    def hashed(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress(min(0.99, done[0] / total), f"{algo} of changed files")
-
-    try:
-        for change in changes:
-            if change.kind == "deleted":
-                continue
-            full = os.path.join(mp, change.path)
-            digest = tracking.file_hash(full, algo, deadline, hashed) if algo else None
-            expected[change.path] = (os.path.getsize(full), digest)
-    except TimeoutError as err:
-        raise DriveSyncTimeout(f"drive_sync timed out before the flush: {err}")
-    except FileNotFoundError as err:
-        raise ColabMagicError(f"a file changed while drive_sync read it: {err.filename}")
-
+    # Writers first: aria2 downloads into the mount pause; anything else still writing is named.
     aria, paused = writers.pause_aria2(mp)
-    aria_pid = getattr(aria, "pid", None) if aria is not None else None
-    holders = [h for h in writers.open_for_writing(mp) if h[0] != aria_pid]
-    if holders:
-        writers.resume_aria2(aria, paused)
-        listing = ", ".join(f"{path} (pid {pid} {prog})" for pid, prog, path in holders[:10])
-        raise ColabMagicError(f"files under {mp} are still open for writing; close them first: {listing}")
-
-    flush_error: Optional[FlushFailed] = None
-    mounted_after = False
-    post: Optional[tracking.Snapshot] = None
     try:
-        try:
-            backend.flush(deadline)
-        except FlushFailed as err:
-            flush_error = err
-        if not tracking.is_mounted(mp):
-            writers.guard(mp)
-        if not unmount:
-            backend.remount()
-            mounted_after = backend.mounted()
-            if mounted_after:
-                post = tracker.scan()
-        elif tracking.is_mounted(mp) and cfg.backend == "rclone":
-            backend.stop_mount()
-            writers.guard(mp)
+        aria_pid = getattr(aria, "pid", None) if aria is not None else None
+        holders = [h for h in writers.open_for_writing(mp) if h[0] != aria_pid]
+        if holders:
+            listing = ", ".join(f"{path} (pid {pid} {prog})" for pid, prog, path in holders[:10])
+            raise ColabMagicError(f"files under {mp} are still open for writing; close them first: {listing}")
+        algo, method, expected = _expected(backend, cfg, changes, deadline, progress)
+        flush_error, mounted_after, post = _flush_and_remount(backend, cfg, tracker, unmount, deadline)
     finally:
         if aria is not None:
             writers.resume_aria2(aria, paused)
@@ -271,6 +230,74 @@ def sync(
     head, details = failure_message(report)
     cls = DriveSyncTimeout if timed_out else DriveSyncError
     raise cls(head, report=report, details=details)
+
+
+def _expected(backend: Backend, cfg: DriveConfig, changes: List[tracking.Change], deadline: float,
+              progress: Optional[Progress]) -> Tuple[Optional[str], str, Dict[str, Tuple[int, Optional[str]]]]:
+    """The checksum to verify with, how the report names it, and size + checksum of each changed file,
+    read through the mount while it is still there."""
+    algo, method = backend.hash_algo(deadline) if cfg.verify else (None, "nothing (--no-verify)")
+    if algo and not tracking.can_hash(algo):
+        algo, method = None, f"size only ({algo} cannot be computed here)"
+    expected: Dict[str, Tuple[int, Optional[str]]] = {}
+    total = sum(c.size for c in changes if c.kind != "deleted") or 1
+    done = [0]
+
+    def hashed(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(min(0.99, done[0] / total), f"{algo} of changed files")
+
+    try:
+        for change in changes:
+            if change.kind == "deleted":
+                continue
+            full = os.path.join(cfg.mountpoint, change.path)
+            digest = tracking.file_hash(full, algo, deadline, hashed) if algo else None
+            expected[change.path] = (os.path.getsize(full), digest)
+    except TimeoutError as err:
+        raise DriveSyncTimeout(f"drive_sync timed out before the flush: {err}")
+    except FileNotFoundError as err:
+        raise ColabMagicError(f"a file changed while drive_sync read it: {err.filename}")
+    return algo, method, expected
+
+
+def _flush_and_remount(
+    backend: Backend, cfg: DriveConfig, tracker: tracking.Tracker, unmount: bool, deadline: float
+) -> Tuple[Optional[FlushFailed], bool, Optional[tracking.Snapshot]]:
+    """Flush (the mount goes away), guard the bare mountpoint, and remount unless told not to.
+
+    A kernel whose working folder is inside the mount steps out while it is
+    unmounted (a busy mount cannot be cleanly unmounted) and back in after.
+    """
+    mp = cfg.mountpoint
+    try:
+        cwd: Optional[str] = os.getcwd()
+    except OSError:
+        cwd = None
+    inside = cwd is not None and (cwd == mp or cwd.startswith(mp.rstrip("/") + "/"))
+    if inside:
+        os.chdir(os.path.dirname(mp))
+    flush_error: Optional[FlushFailed] = None
+    mounted_after = False
+    post: Optional[tracking.Snapshot] = None
+    try:
+        backend.flush(deadline)
+    except FlushFailed as err:
+        flush_error = err
+    if not tracking.is_mounted(mp):
+        writers.guard(mp)
+    if not unmount:
+        backend.remount()
+        mounted_after = backend.mounted()
+        if mounted_after:
+            post = tracker.scan()
+            if inside and cwd is not None and os.path.isdir(cwd):
+                os.chdir(cwd)
+    elif tracking.is_mounted(mp) and cfg.backend == "rclone":
+        backend.stop_mount()
+        writers.guard(mp)
+    return flush_error, mounted_after, post
 
 
 def _judge(change: tracking.Change, want: Optional[Tuple[int, Optional[str]]],

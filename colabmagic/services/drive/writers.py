@@ -23,7 +23,7 @@ from ...system import paths
 
 
 def _under(path: Optional[str], root: str) -> bool:
-    if not path:
+    if not path or not path.startswith("/"):  # "pipe:[123]", "socket:[..]" are not files
         return False
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
