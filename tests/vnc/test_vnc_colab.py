@@ -68,5 +68,11 @@ def test_via_colab_uses_the_tunnel_layer_and_stop_ends_it(ip, display_number, ho
     assert "vnc" in tunnels and tunnels["vnc"].provider == "colab"
     assert desktop.public_url and desktop.public_url.startswith(tunnels["vnc"].public_url.rstrip("/"))
     assert _fetch_through_proxy(desktop.public_url).startswith("200 ")
+    # the same desktop without --via: reused, and the tunnel an earlier run opened is closed
+    again = ip.cell(f"%vnc start --web --display :{display_number}")
+    assert "reused" in again.stdout and again.value.pid == desktop.pid
+    assert "vnc" not in ip.user_ns["_colabmagic"].tunnels
+    ip.cell(f"%vnc start --web --via colab --display :{display_number}")
+    assert "vnc" in ip.user_ns["_colabmagic"].tunnels
     ip.cell("%vnc stop")
     assert "vnc" not in ip.user_ns["_colabmagic"].tunnels

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from vnc_helpers import desktop_processes, display_processes
 
 from colabmagic.errors import PortInUseError
@@ -96,6 +97,19 @@ def test_bad_input_is_one_line_and_starts_nothing(ip):
         c = ip.cell(line, check=False)
         assert c.error is not None, line
         assert "Traceback" not in c.output
+    assert supervisor.running() == []
+
+
+def test_a_bad_password_is_refused_before_anything_is_written(display_number, cm_home):
+    from colabmagic.errors import BadInputError
+    from colabmagic.services import vnc
+    from colabmagic.system import secrets
+
+    for bad in ("short", "much-too-long-for-vnc"):
+        with pytest.raises(BadInputError, match="6 to 8 characters"):
+            vnc.start(vnc.VncConfig(display=f":{display_number}"), password=bad)
+    assert not secrets.secret_path("VNC_PASSWORD").exists()
+    assert not (cm_home / "vnc" / "passwd").exists()
     assert supervisor.running() == []
 
 

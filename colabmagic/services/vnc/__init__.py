@@ -136,7 +136,8 @@ def password(explicit: SecretLike = None) -> Optional[Secret]:
     return found
 
 
-def _resolve_password(explicit: SecretLike) -> Secret:
+def _choose_password(explicit: SecretLike) -> Secret:
+    """The password to use (checked, not yet stored)."""
     found = password(explicit)
     if found is None:
         found = secrets.generate_password(8)  # VNC authentication uses exactly 8 characters
@@ -144,7 +145,6 @@ def _resolve_password(explicit: SecretLike) -> Secret:
     if not 6 <= len(value) <= 8 or "\n" in value:
         raise BadInputError("a VNC password must have 6 to 8 characters (VNC authentication "
                             "ignores anything after the 8th)")
-    secrets.store(PASSWORD_SECRET, found)
     return found
 
 
@@ -225,6 +225,7 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     package installation (only called when something is missing).
     """
     _validate(config)
+    secret = _choose_password(password)
     display_no = config.display_number()
     vnc_port = config.port()
     server = parts.find_server()
@@ -236,7 +237,7 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     if config.web and web_root is None:
         raise ServiceError("noVNC's files (vnc.html) were not found after installing novnc")
 
-    secret = _resolve_password(password)
+    secrets.store(PASSWORD_SECRET, secret)
     passwd = parts.write_password_file(server, secret)
     xauth = parts.write_xauthority(display_no)
     gpu_env: Dict[str, str] = {}
@@ -289,9 +290,15 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     public_url = None
     via = (config.via or "").strip() or None
     if via:
-        public_url = _expose(config, via, vnc_port, announce)
-    elif config.web and environment.is_hosted_colab():
-        public_url = colab_url(_web_port_of_running())
+        try:
+            public_url = _expose(config, via, vnc_port, announce)
+        except ColabMagicError as exc:
+            raise ServiceError(f"the desktop runs on :{display_no}, but exposing it via {via} failed: "
+                               f"{exc.message}", log=exc.log, details=exc.details) from exc
+    else:
+        _unexpose()
+        if config.web and environment.is_hosted_colab():
+            public_url = colab_url(_web_port_of_running())
 
     if reused_all:
         announce(f"the desktop on :{display_no} was already running: reused it")
@@ -337,6 +344,15 @@ def _expose(config: VncConfig, via: str, vnc_port: int, announce: Announce) -> O
     if owner is not None:
         owner.update_info(tunnel=TUNNEL_NAME, public_url=public, public=public)
     return public
+
+
+def _unexpose() -> None:
+    """A re-run without --via ends the tunnel an earlier run opened."""
+    for name in (parts.WEB, parts.XVNC):
+        service = supervisor.adopt(name)
+        if service is not None and service.info.get("tunnel"):
+            _stop_tunnel(service)
+            service.update_info(tunnel=None, public_url=None, public=None)
 
 
 def colab_url(web_port: int) -> Optional[str]:
