@@ -263,3 +263,25 @@ def test_a_kernel_working_inside_the_mount_is_inside_it_again_after_the_sync(
     assert ip.cell("%drive_sync").value.verified
     assert (remote / "relative.txt").read_text() == "one"
     assert (remote / "relative2.txt").read_text() == "two"
+
+
+def test_an_interrupt_during_the_flush_stops_it_and_the_mount_comes_back(rclone_env: Dict[str, Path]) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    config = drive.DriveConfig(backend="rclone", remote=str(remote), mountpoint=str(mp), write_back="5m",
+                               bwlimit="1M", timeout=300)
+    drive.mount(config)
+    (mp / "big.bin").write_bytes(os.urandom(12 << 20))
+
+    def interrupt(fraction: float, message: str) -> None:
+        if "uploading" in message:  # the flush is under way: the user presses Stop
+            raise KeyboardInterrupt
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        drive.sync(config, progress=interrupt)
+    assert time.monotonic() - started < 60  # not the 300 s timeout
+    assert tracking.is_mounted(str(mp))
+    assert (mp / "big.bin").stat().st_size == 12 << 20
+    report = drive.sync(config.with_(bwlimit=""))  # the next sync picks it up
+    assert report.verified and [f.path for f in report.files] == ["big.bin"]
+    assert sha256(remote / "big.bin") == sha256(mp / "big.bin")

@@ -285,6 +285,17 @@ def _flush_and_remount(
         backend.flush(deadline)
     except FlushFailed as err:
         flush_error = err
+    except BaseException:
+        # Interrupted (KeyboardInterrupt): rclone's pending files stay in its cache; bring the
+        # mount back before passing the interrupt on. A Colab flush may still be running in its
+        # thread, so that mountpoint is only guarded.
+        if not tracking.is_mounted(mp):
+            writers.guard(mp)
+        if cfg.backend == "rclone" and not unmount:
+            backend.remount()
+            if inside and cwd is not None and os.path.isdir(cwd):
+                os.chdir(cwd)
+        raise
     if not tracking.is_mounted(mp):
         writers.guard(mp)
     if not unmount:
