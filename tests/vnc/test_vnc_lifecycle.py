@@ -132,3 +132,22 @@ def test_a_failing_session_undoes_the_started_x_server(ip, display_number, tmp_p
     assert supervisor.running() == []
     assert display_processes(display_number) == []
     assert not probes.port_open(5900 + display_number)
+
+
+def test_killed_x_server_comes_back_with_its_desktop(ip, display_number, tmp_path):
+    import signal
+
+    from vnc_helpers import capture_until_xfce
+
+    desktop = ip.cell(f"%vnc start --display :{display_number}").value
+    tokens = _tokens()
+    os.kill(desktop.pid, signal.SIGKILL)
+    assert supervisor.wait_restarted(supervisor.Service("vnc-xserver"), desktop.pid, timeout=60)
+    # the session died with its X server and is restarted too; the same password still gets in
+    capture_until_xfce(desktop.port, ip.user_ns["_colabmagic"].vnc.password.reveal(), tmp_path / "back.png",
+                       timeout=90)
+    back = ip.user_ns["_colabmagic"].vnc
+    assert back.pid != desktop.pid and back.restarts >= 1
+    ip.cell("%vnc stop")
+    assert desktop_processes(tokens) == []
+    assert display_processes(display_number) == []
