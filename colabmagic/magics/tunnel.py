@@ -91,6 +91,23 @@ def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional
     return "\n".join(lines)
 
 
+def _watch_addresses(shell: Any) -> None:
+    """After each cell, announce any tunnel whose restarted agent got a new public address."""
+    callbacks = shell.events.callbacks["post_run_cell"]
+    for cb in list(callbacks):
+        if getattr(cb, "__qualname__", "") == "_watch_addresses.<locals>.check":
+            callbacks.remove(cb)
+
+    def check(*_info: Any) -> None:
+        try:
+            for service in tunnels.services():
+                tunnels.refresh(service)
+        except Exception:  # never let a status check break the user's cell
+            pass
+
+    shell.events.register("post_run_cell", check)
+
+
 @magics_class
 class TunnelMagics(ColabMagicsBase):
     """``%tunnel``: SSH into this machine and expose local ports through a tunnel provider."""
@@ -114,6 +131,11 @@ class TunnelMagics(ColabMagicsBase):
                         "(like --env).").tag(config=True)
     host_alias = Unicode("colabmagic", help="The Host name in the printed ~/.ssh/config block.").tag(config=True)
     timeout = Float(60.0, help="Seconds to wait for a tunnel to come up.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        if shell is not None:
+            _watch_addresses(shell)
 
     def _binary(self, via: str) -> Optional[str]:
         path = {"frp": self.frpc_path, "cloudflared": self.cloudflared_path, "ngrok": self.ngrok_path}.get(via)

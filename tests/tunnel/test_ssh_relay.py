@@ -78,3 +78,36 @@ def _cmdline(pid: int) -> str:
 
 def _pids():
     return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+
+
+def test_changed_public_address_is_recorded_and_announced(ip, relay, client_key, ssh_login):
+    """Without --remote-port the relay picks the port; a restarted agent gets a new one."""
+    pub = Path(f"{client_key}.pub").read_text().strip()
+    opts = f"--via ssh --relay {relay.relay} --relay-host-key '{relay.host_key}' --relay-key-file {relay.client_key}"
+    ip.cell(f"t = %tunnel ssh {opts} --key '{pub}'")
+    t = ip.user_ns["t"]
+    assert t.public_port and _login_ok(ssh_login, t, client_key)
+    os.kill(t.pid, signal.SIGKILL)
+    assert supervisor.wait_restarted(supervisor.adopt("tunnel-ssh"), t.pid, timeout=30)
+    assert tunnels.wait_public("ssh", timeout=30)
+    c = ip.cell("%tunnel list")
+    fresh = ip.user_ns["_colabmagic"].tunnels["ssh"]
+    if fresh.public_port != t.public_port:  # the relay may hand out the same port again
+        assert f"new public address: 127.0.0.1:{fresh.public_port}" in c.stdout
+    assert str(fresh.public_port) in c.output
+    assert _login_ok(ssh_login, fresh, client_key)
+
+
+def test_state_survives_reset(ip, relay, relay_args, client_key):
+    pub = Path(f"{client_key}.pub").read_text().strip()
+    ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}'")
+    t = ip.user_ns["t"]
+    ip.cell("%reset -f")
+    again = ip.cell("_colabmagic.tunnels['ssh']").value
+    assert (again.pid, again.public_port, again.ssh_config()) == (t.pid, t.public_port, t.ssh_config())
+    assert ip.cell("_colabmagic.sshd").value.known_hosts_line == t.known_hosts_line()
+    status = ip.cell("%colabmagic status").value
+    names = [row[0] for row in status.rows]
+    assert "sshd" in names and "tunnel-ssh" in names
+    ip.cell("%tunnel stop --all")
+    assert ip.user_ns["_colabmagic"].tunnels == {}
