@@ -8,7 +8,7 @@ from pathlib import Path
 
 from colabmagic.demo import relay as demo_relay
 from colabmagic.services import sshd, tunnels
-from colabmagic.system import probes, supervisor
+from colabmagic.system import probes, procfs, supervisor
 
 
 def test_login_through_relay_sees_kernel_environment(ip, relay, relay_args, client_key, ssh_login, monkeypatch):
@@ -110,4 +110,5 @@ def test_state_survives_reset(ip, relay, relay_args, client_key):
     names = [row[0] for row in status.rows]
     assert "sshd" in names and "tunnel-ssh" in names
     ip.cell("%tunnel stop --all")
-    assert ip.user_ns["_colabmagic"].tunnels == {}
+    assert ip.user_ns["_colabmagic"].tunnels == {} and ip.user_ns["_colabmagic"].sshd is None
+    assert probes.wait_for(lambda: not probes.port_open(t.public_port), 15) and not procfs.is_running(t.pid)

@@ -337,7 +337,7 @@ def get(name: str) -> Optional[Tunnel]:
 
 
 def stop(name: str) -> bool:
-    """Stop tunnel ``name`` (and the JupyterLab it fronts, for ``jupyter``). True if it ran."""
+    """Stop tunnel ``name``; also what only it used (its JupyterLab; sshd once no ssh tunnel is left)."""
     check_name(name)
     service = supervisor.adopt(service_name(name))
     if service is None:
@@ -348,6 +348,8 @@ def stop(name: str) -> bool:
         other = supervisor.adopt(str(extra))
         if other is not None:
             other.stop()
+    if info.get("ssh_access") and not any(s.info.get("ssh_access") for s in services()):
+        sshd.stop()
     return ran
 
 

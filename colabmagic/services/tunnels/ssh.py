@@ -33,8 +33,7 @@ HOST_KEY_TYPES = (
 BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 # Fast AEAD ciphers first (AES-GCM uses AES-NI); no compression: the payload is often already compressed.
 CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr"
-READY = re.compile(r"remote forward success for: listen|Allocated port \d+ for remote forward")
-ALLOCATED = re.compile(r"Allocated port (\d+) for remote forward")
+ALLOCATED = "Allocated port {port} for remote forward to {target}"
 MARK = "[colabmagic "
 
 
@@ -134,6 +133,27 @@ def generated_key() -> Tuple[Path, str]:
     return path, Path(f"{path}.pub").read_text().strip()
 
 
+def sentinel(config: TunnelConfig) -> Path:
+    """A Unix socket path that never exists, target of a second, relay-allocated forward.
+
+    The relay answers forward requests in order and ssh logs an allocated port
+    at its quiet VERBOSE level, so that line proves the real forward before it
+    was accepted (a refused one ends ssh: ExitOnForwardFailure). Connections to
+    the extra port on the relay's side fail: nothing listens at this path.
+    """
+    return folder() / f"{config.name}.ready-probe"
+
+
+def _ready_pattern(config: TunnelConfig) -> re.Pattern:
+    return re.compile(re.escape(ALLOCATED.format(port="PORT", target=str(sentinel(config)))).replace("PORT", r"\d+"))
+
+
+def _allocated(config: TunnelConfig, text: str) -> Optional[int]:
+    pattern = re.escape(ALLOCATED.format(port="PORT", target=f"127.0.0.1:{config.local_port}"))
+    found = re.findall(pattern.replace("PORT", r"(\d+)") + r"(?!\d)", text)
+    return int(found[-1]) if found else None
+
+
 def _current_run(log: Path) -> str:
     """The agent's output since the keeper last (re)started it."""
     text = "\n".join(log_tail(log, 400))
@@ -201,7 +221,8 @@ class SshProvider(Provider):
         if ssh is None:
             raise ServiceError("the ssh client was not found (package openssh-client)")
         argv = [
-            ssh, "-N", "-v", "-F", "/dev/null",
+            ssh, "-N", "-F", "/dev/null",
+            "-o", "LogLevel=VERBOSE",
             "-o", "BatchMode=yes",
             "-o", "ExitOnForwardFailure=yes",
             "-o", "ServerAliveInterval=10",
@@ -220,6 +241,7 @@ class SshProvider(Provider):
             "-o", "ControlMaster=no",
             "-o", "ControlPath=none",
             "-R", f"{remote or 0}:127.0.0.1:{config.local_port}",
+            "-R", f"0:{sentinel(config)}",
             "-p", str(port), "-l", user,
             "--", host,
         ]
@@ -230,14 +252,13 @@ class SshProvider(Provider):
                                       stop_timeout=5.0, info=info)
 
     def ready(self, config: TunnelConfig, service: supervisor.Service) -> bool:
-        return service.pid is not None and bool(READY.search(_current_run(service.log)))
+        return service.pid is not None and bool(_ready_pattern(config).search(_current_run(service.log)))
 
     def address(self, config: TunnelConfig, service: supervisor.Service) -> PublicAddress:
         _user, host, _port = parse_relay(config.options.get("relay"))
         remote = _remote_port(config)
         if remote is None:
-            found = ALLOCATED.findall(_current_run(service.log))
-            remote = int(found[-1]) if found else None
+            remote = _allocated(config, _current_run(service.log))
         if remote is None:
             return PublicAddress()
         url = f"http://{host}:{remote}/" if config.proto == "http" else None
@@ -245,7 +266,7 @@ class SshProvider(Provider):
 
     def health(self, service: supervisor.Service) -> str:
         status = service.status
-        if status == "running" and not READY.search(_current_run(service.log)):
+        if status == "running" and "Allocated port" not in _current_run(service.log):
             return "connecting"
         return status
 
