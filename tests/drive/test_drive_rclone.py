@@ -285,3 +285,28 @@ def test_an_interrupt_during_the_flush_stops_it_and_the_mount_comes_back(rclone_
     report = drive.sync(config.with_(bwlimit=""))  # the next sync picks it up
     assert report.verified and [f.path for f in report.files] == ["big.bin"]
     assert sha256(remote / "big.bin") == sha256(mp / "big.bin")
+
+
+def test_a_new_kernel_adopts_the_mount_and_knows_what_changed_before_it(rclone_env: Dict[str, Path]) -> None:
+    import subprocess
+    import sys
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    (remote / "old.txt").write_text("old")
+    # The first kernel mounts, syncs, writes one more file, and exits.
+    script = (
+        "from colabmagic.services import drive\n"
+        f"c = drive.DriveConfig(backend='rclone', remote={str(remote)!r}, mountpoint={str(mp)!r}, write_back='5m')\n"
+        "drive.mount(c)\n"
+        f"open({str(mp)!r} + '/a.txt', 'w').write('a')\n"
+        "assert drive.sync(c).verified\n"
+        f"open({str(mp)!r} + '/b.txt', 'w').write('b')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=dict(os.environ))
+    # This process plays the restarted kernel.
+    found = drive.current()
+    assert found is not None and found.mounted and found.pid
+    config = drive.DriveConfig(backend="rclone", remote=str(remote), mountpoint=str(mp), write_back="5m")
+    report = drive.sync(config)
+    assert report.verified and [(f.path, f.change) for f in report.files] == [("b.txt", "created")]
+    assert (remote / "b.txt").read_text() == "b"
