@@ -267,7 +267,25 @@ def config_path() -> Path:
 
 
 def authorized_keys_path() -> Path:
+    """The keys the user authorized (colabmagic's own copy, kept under its home)."""
     return state_dir() / "authorized_keys"
+
+
+RUNTIME_ROOT = Path("/run/colabmagic")
+
+
+def served_keys_path() -> Path:
+    """The authorized_keys file sshd reads.
+
+    StrictModes (kept on) refuses a file below a folder others can write to.
+    The default home (/var/lib/colabmagic) is fine; a home placed below /tmp
+    is not, so then sshd reads a copy in a root-only folder under /run.
+    """
+    own = authorized_keys_path()
+    if strict_modes_problem(own) is None:
+        return own
+    digest = hashlib.sha256(str(paths.home().resolve()).encode()).hexdigest()[:12]
+    return RUNTIME_ROOT / f"sshd-{digest}" / "authorized_keys"
 
 
 def sshd_binary() -> Optional[str]:
@@ -362,7 +380,7 @@ def render_config(port: int, user: str, key: HostKey, password: bool, env: Dict[
         "AddressFamily inet",
         f"HostKey {key.path}",
         f"PidFile {folder / 'sshd.pid'}",
-        f"AuthorizedKeysFile {authorized_keys_path()}",
+        f"AuthorizedKeysFile {served_keys_path()}",
         "StrictModes yes",
         f"AllowUsers {user}",
         f"PermitRootLogin {'yes' if password else 'prohibit-password'}",
@@ -437,12 +455,6 @@ def ensure(config: SshdConfig, progress: Optional[Progress] = None) -> Sshd:
     env = session_environment(config.env_names)
     binary = ensure_installed(progress)
     keys_file = authorized_keys_path()
-    problem = strict_modes_problem(keys_file)
-    if problem:
-        raise BadInputError(
-            f"sshd (StrictModes) will not trust files under {paths.home()}: {problem}; "
-            f"set {paths.HOME_ENV} to a folder only root can write to"
-        )
     if not config.keys and not config.password:
         existing = keys_file.read_text() if keys_file.exists() else ""
         if not existing.strip():
@@ -460,6 +472,15 @@ def ensure(config: SshdConfig, progress: Optional[Progress] = None) -> Sshd:
         paths.write_file(keys_file, "".join(k + "\n" for k in config.keys), mode=0o600)
     elif not keys_file.exists():
         paths.write_file(keys_file, "", mode=0o600)
+    served = served_keys_path()
+    if served != keys_file:
+        for folder in (served.parent.parent, served.parent):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+        paths.write_file(served, keys_file.read_bytes(), mode=0o600)
+        problem = strict_modes_problem(served)
+        if problem:
+            raise ServiceError(f"no folder sshd's StrictModes accepts for authorized_keys: {problem}")
     path = config_path()
     paths.write_file(path, text, mode=0o600)
     paths.write_file(state_dir() / "port", f"{port}\n", mode=0o600)
@@ -500,4 +521,8 @@ def current() -> Optional[Sshd]:
 
 def stop() -> bool:
     service = supervisor.adopt(SERVICE)
-    return bool(service and service.stop())
+    ran = bool(service and service.stop())
+    served = served_keys_path()
+    if served != authorized_keys_path():
+        shutil.rmtree(served.parent, ignore_errors=True)
+    return ran

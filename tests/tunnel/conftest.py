@@ -1,9 +1,9 @@
-"""Fixtures for %tunnel tests: a StrictModes-safe colabmagic home, a relay sshd, a client key, ssh login.
+"""Fixtures for %tunnel tests: a relay sshd, a client key, ssh login, and a StrictModes-safe home.
 
-sshd's StrictModes refuses authorized_keys below a world-writable folder
-such as /tmp, so these tests put ``$COLABMAGIC_HOME`` under root's own
-cache folder instead of pytest's tmp_path (and stop everything there at
-teardown, like the common ``cm_home`` fixture does).
+Most tests keep pytest's ``$COLABMAGIC_HOME`` below /tmp, where sshd's
+StrictModes would refuse authorized_keys, so they exercise the copy under
+/run; ``safe_home`` puts the home under root's own cache folder instead,
+as the default /var/lib/colabmagic is.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from colabmagic.system import probes
 SAFE_ROOT = Path.home() / ".cache" / "colabmagic-tests"
 
 
-@pytest.fixture(autouse=True)
-def cm_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+@pytest.fixture
+def safe_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     SAFE_ROOT.mkdir(parents=True, exist_ok=True)
     os.chmod(SAFE_ROOT, 0o700)
     home = Path(tempfile.mkdtemp(prefix="home-", dir=SAFE_ROOT))

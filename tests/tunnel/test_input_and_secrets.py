@@ -99,6 +99,8 @@ def test_default_sshd_refuses_passwords_and_listens_on_loopback(ip, relay, relay
     for address, lport, pid in procfs.listeners():
         if pid in ours:
             assert address.startswith("127.") and lport == port
+    served = [line for line in settings if line.startswith("authorizedkeysfile ")][0].split()[1]
+    assert served.startswith("/run/colabmagic/") and Path(served).read_text().strip() == pub  # home is below /tmp
     oct_mode = {p.name: oct(p.stat().st_mode & 0o777) for p in sshd.state_dir().iterdir()}
     assert oct_mode["sshd_config"] == "0o600" and oct_mode["ssh_host_ed25519_key"] == "0o600"
 

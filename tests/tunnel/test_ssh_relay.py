@@ -50,7 +50,7 @@ def test_tunnel_comes_back_after_sigkill_and_relay_restart(ip, relay, relay_args
     assert probes.wait_for(lambda: _login_ok(ssh_login, t, client_key), timeout=60, interval=0.5)
 
 
-def test_ssh_three_times_reuses_one_sshd(ip, relay, relay_args, client_key):
+def test_ssh_three_times_reuses_one_sshd(safe_home, ip, relay, relay_args, client_key):
     pub = Path(f"{client_key}.pub").read_text().strip()
     line = f"%tunnel ssh {relay_args(relay)} --key '{pub}'"
     outputs, configs, fingerprints = [], [], []
@@ -67,6 +67,7 @@ def test_ssh_three_times_reuses_one_sshd(ip, relay, relay_args, client_key):
     assert "reused" in outputs[1] and "reused" in outputs[2]
     assert fingerprints[0] in outputs[2]
     assert set(ip.user_ns["_colabmagic"].tunnels) == {"ssh"}
+    assert f"AuthorizedKeysFile {safe_home}/sshd/authorized_keys" in configs[0].decode()
 
 
 def _cmdline(pid: int) -> str:
