@@ -46,6 +46,10 @@ class DriveMagics(ColabMagicsBase):
     drive_api_root = Unicode("https://www.googleapis.com",
                              help="Drive API root used for md5 checksums (colab backend)").tag(config=True)
     mount_timeout = Float(120.0, help="seconds a mount may take").tag(config=True)
+    track = Unicode(
+        "", help="comma-separated subfolders of the mountpoint whose changes are tracked and verified "
+        "(default: all of it; on Colab, MyDrive). Limits the walk of a large Drive."
+    ).tag(config=True)
 
     def drive_config(self, args: Optional[Any] = None) -> drive.DriveConfig:
         """The settings as a plain DriveConfig, with this line's options applied."""
@@ -53,7 +57,7 @@ class DriveMagics(ColabMagicsBase):
             backend=self.backend, remote=self.remote, mountpoint=self.mountpoint, timeout=self.timeout,
             write_back=self.write_back, rclone=self.rclone, rclone_config=self.rclone_config,
             credentials=self.credentials, bwlimit=self.bwlimit, drive_api_root=self.drive_api_root,
-            mount_timeout=self.mount_timeout,
+            mount_timeout=self.mount_timeout, track=self.track,
         )
         if args is not None:
             config = config.with_(backend=args.backend, remote=args.remote, mountpoint=args.mountpoint,

@@ -310,3 +310,22 @@ def test_a_new_kernel_adopts_the_mount_and_knows_what_changed_before_it(rclone_e
     report = drive.sync(config)
     assert report.verified and [(f.path, f.change) for f in report.files] == [("b.txt", "created")]
     assert (remote / "b.txt").read_text() == "b"
+
+
+def test_track_limits_what_is_walked_and_verified_and_the_report_says_so(
+    ip: Any, rclone_env: Dict[str, Path]
+) -> None:
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    ip.cell("%config DriveMagics.track = 'runs'")
+    report = ip.cell(
+        "%%drive_sync\nimport os\n"
+        f"os.makedirs({str(mp)!r} + '/runs/7', exist_ok=True)\n"
+        f"_ = open({str(mp)!r} + '/runs/7/metrics.json', 'w').write('{{}}')\n"
+        f"_ = open({str(mp)!r} + '/scratch.txt', 'w').write('not tracked')\n"
+    ).value
+    assert report.verified
+    assert [f.path for f in report.files] == ["runs/7/metrics.json"]
+    assert "only runs is tracked" in report.note
+    assert (remote / "runs" / "7" / "metrics.json").exists()
+    assert (remote / "scratch.txt").read_text() == "not tracked"  # flushed all the same

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Tuple
 
 from ...errors import BadInputError
 from ...system import environment
@@ -39,6 +39,7 @@ class DriveConfig:
     verify: bool = True
     drive_api_root: str = "https://www.googleapis.com"
     mount_timeout: float = 120.0
+    track: str = ""  # comma-separated subfolders of the mountpoint to track; "" = all of it
 
     def resolved(self) -> DriveConfig:
         """The same settings with the defaults decided and every value checked."""
@@ -63,7 +64,15 @@ class DriveConfig:
                 "no rclone remote set: %config DriveMagics.remote = '/some/folder' or 'gdrive:folder' "
                 "(or pass --remote)"
             )
+        track = []
+        for part in (p.strip().strip("/") for p in self.track.split(",")):
+            if not part:
+                continue
+            if part.startswith("-") or ".." in part.split("/") or "\n" in part:
+                raise BadInputError(f"track must name subfolders of the mountpoint, not {part!r}")
+            track.append(part)
         return DriveConfig(
+            track=",".join(track),
             backend=backend,
             mountpoint=mountpoint,
             remote=self.remote,
@@ -81,7 +90,11 @@ class DriveConfig:
     @property
     def key(self) -> str:
         """Which snapshot belongs to this mount: backend, remote and mountpoint."""
-        return f"{self.backend}|{self.remote}|{self.mountpoint}"
+        return f"{self.backend}|{self.remote}|{self.mountpoint}|{self.track}"
+
+    @property
+    def tracked(self) -> Tuple[str, ...]:
+        return tuple(p for p in self.track.split(",") if p)
 
     def with_(self, **changes: Any) -> DriveConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -112,7 +112,7 @@ def mount(config: DriveConfig, progress: Optional[Progress] = None, credentials:
     backend = backend_for(cfg, progress, credentials)
     if not backend.mounted():
         backend.mount()
-    tracking.Tracker(cfg.key, cfg.mountpoint, backend.skip()).baseline()
+    tracking.Tracker(cfg.key, cfg.mountpoint, backend.skip(), cfg.tracked).baseline()
     _write_record(cfg, backend)
     found = current()
     assert found is not None
@@ -158,7 +158,7 @@ def sync(
             "or colabmagic.services.drive.mount(config)"
         )
     _write_record(cfg, backend)
-    tracker = tracking.Tracker(cfg.key, mp, backend.skip())
+    tracker = tracking.Tracker(cfg.key, mp, backend.skip(), cfg.tracked)
     baseline = tracker.baseline()
     try:
         now = tracker.scan(deadline)
@@ -216,8 +216,12 @@ def sync(
         for change in changes:
             results.append(_judge(change, expected.get(change.path), remote, algo, timed_out))
 
-    note = (f"paused {len(paused)} aria2 download(s) writing into the mount during the unmount, then resumed"
-            if paused else "")
+    notes = []
+    if cfg.tracked:
+        notes.append(f"only {', '.join(cfg.tracked)} is tracked and verified; the rest was flushed, not checked")
+    if paused:
+        notes.append(f"paused {len(paused)} aria2 download(s) writing into the mount during the unmount, then resumed")
+    note = "; ".join(notes)
     report = SyncReport(cfg.backend, mp, backend.remote_label, elapsed(), tuple(results), method,
                         mounted_after, note=note, timed_out=timed_out, errors=tuple(errors))
     _write_record(cfg, backend, last_sync=report.summary())

@@ -87,11 +87,12 @@ def _unescape(field_text: str) -> str:
     return field_text.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-def scan(root: str, skip: Sequence[str] = (), deadline: Optional[float] = None) -> Snapshot:
-    """Stat every regular file below ``root`` (symlinks are not followed)."""
+def scan(root: str, skip: Sequence[str] = (), deadline: Optional[float] = None,
+         only: Sequence[str] = ()) -> Snapshot:
+    """Stat every regular file below ``root`` (or below its subfolders ``only``); symlinks are not followed."""
     files: Dict[str, Stat] = {}
     base = os.path.realpath(root)
-    stack = [base]
+    stack = [os.path.join(base, sub) for sub in only] if only else [base]
     while stack:
         folder = stack.pop()
         if deadline is not None and time.monotonic() > deadline:
@@ -162,10 +163,11 @@ def can_hash(algo: str) -> bool:
 class Tracker:
     """The persisted snapshot of one (backend, remote, mountpoint) and the changes against it."""
 
-    def __init__(self, key: str, mountpoint: str, skip: Iterable[str] = ()):
+    def __init__(self, key: str, mountpoint: str, skip: Iterable[str] = (), only: Iterable[str] = ()):
         self.key = key
         self.mountpoint = mountpoint
         self.skip = tuple(skip)
+        self.only = tuple(only)
 
     @property
     def path(self) -> Path:
@@ -182,7 +184,7 @@ class Tracker:
         paths.write_file(self.path, snapshot.to_json())
 
     def scan(self, deadline: Optional[float] = None) -> Snapshot:
-        return scan(self.mountpoint, self.skip, deadline)
+        return scan(self.mountpoint, self.skip, deadline, self.only)
 
     def baseline(self) -> Snapshot:
         """The saved snapshot, taking one now (stat only) if there is none yet."""
