@@ -99,8 +99,9 @@ def current() -> Optional[DriveMount]:
     pid = None
     if data.get("backend") == "rclone":
         from ...system import supervisor
+        from .rclone import MOUNT_SERVICE
 
-        svc = supervisor.adopt("drive-rclone")
+        svc = supervisor.adopt(MOUNT_SERVICE)
         pid = svc.pid if svc else None
     return DriveMount(str(data.get("backend")), mp, str(data.get("remote", "")), mounted, pid,
                       str(data.get("last_sync", "")))
@@ -114,9 +115,7 @@ def mount(config: DriveConfig, progress: Optional[Progress] = None, credentials:
         backend.mount()
     tracking.Tracker(cfg.key, cfg.mountpoint, backend.skip(), cfg.tracked).baseline()
     _write_record(cfg, backend)
-    found = current()
-    assert found is not None
-    return found
+    return current() or DriveMount(cfg.backend, cfg.mountpoint, backend.remote_label, backend.mounted())
 
 
 def unmount(config: DriveConfig, progress: Optional[Progress] = None, credentials: Any = None) -> SyncReport:
