@@ -125,7 +125,8 @@ class Sshd:
 
 # --- input checks (before anything is started or written) -------------------------------------
 
-def check_user(user: str) -> str:
+def check_user(user: str, password: bool = False) -> str:
+    """An existing login user; a locked account only when --password will set a password."""
     if not USER_NAME.match(user or ""):
         raise BadInputError(f"not a user name: {user!r}")
     import pwd
@@ -134,7 +135,23 @@ def check_user(user: str) -> str:
         pwd.getpwnam(user)
     except KeyError:
         raise BadInputError(f"no such user on this machine: {user!r}") from None
+    if not password and _locked(user):
+        raise BadInputError(
+            f"the account {user!r} is locked (its password field starts with '!'), and sshd refuses "
+            f"locked accounts even for keys: unlock it with `usermod -p '*' {user}` or use --password"
+        )
     return user
+
+
+def _locked(user: str) -> bool:
+    try:
+        for line in Path("/etc/shadow").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name == user:
+                return rest.startswith("!")
+    except OSError:
+        pass
+    return False
 
 
 def check_public_key(line: str, where: str = "--key") -> str:
@@ -274,15 +291,17 @@ def authorized_keys_path() -> Path:
 RUNTIME_ROOT = Path("/run/colabmagic")
 
 
-def served_keys_path() -> Path:
+def served_keys_path(user: str = DEFAULT_USER) -> Path:
     """The authorized_keys file sshd reads.
 
     StrictModes (kept on) refuses a file below a folder others can write to.
     The default home (/var/lib/colabmagic) is fine; a home placed below /tmp
-    is not, so then sshd reads a copy in a root-only folder under /run.
+    is not, so then sshd reads a copy in a root-owned folder under /run. sshd
+    reads the file as the login user, so for a user other than root the copy
+    is readable by everyone (public keys are not secret) and writable by root only.
     """
     own = authorized_keys_path()
-    if strict_modes_problem(own) is None:
+    if user == "root" and strict_modes_problem(own) is None:
         return own
     digest = hashlib.sha256(str(paths.home().resolve()).encode()).hexdigest()[:12]
     return RUNTIME_ROOT / f"sshd-{digest}" / "authorized_keys"
@@ -380,7 +399,7 @@ def render_config(port: int, user: str, key: HostKey, password: bool, env: Dict[
         "AddressFamily inet",
         f"HostKey {key.path}",
         f"PidFile {folder / 'sshd.pid'}",
-        f"AuthorizedKeysFile {served_keys_path()}",
+        f"AuthorizedKeysFile {served_keys_path(user)}",
         "StrictModes yes",
         f"AllowUsers {user}",
         f"PermitRootLogin {'yes' if password else 'prohibit-password'}",
@@ -472,12 +491,13 @@ def ensure(config: SshdConfig, progress: Optional[Progress] = None) -> Sshd:
         paths.write_file(keys_file, "".join(k + "\n" for k in config.keys), mode=0o600)
     elif not keys_file.exists():
         paths.write_file(keys_file, "", mode=0o600)
-    served = served_keys_path()
+    served = served_keys_path(config.user)
     if served != keys_file:
+        private = config.user == "root"
         for folder in (served.parent.parent, served.parent):
-            folder.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(folder, 0o700)
-        paths.write_file(served, keys_file.read_bytes(), mode=0o600)
+            folder.mkdir(exist_ok=True)
+            os.chmod(folder, 0o700 if private else 0o755)
+        paths.write_file(served, keys_file.read_bytes(), mode=0o600 if private else 0o644)
         problem = strict_modes_problem(served)
         if problem:
             raise ServiceError(f"no folder sshd's StrictModes accepts for authorized_keys: {problem}")
@@ -521,8 +541,9 @@ def current() -> Optional[Sshd]:
 
 def stop() -> bool:
     service = supervisor.adopt(SERVICE)
+    user = str(service.info.get("user", DEFAULT_USER)) if service else DEFAULT_USER
     ran = bool(service and service.stop())
-    served = served_keys_path()
+    served = served_keys_path(user)
     if served != authorized_keys_path():
         shutil.rmtree(served.parent, ignore_errors=True)
     return ran

@@ -109,9 +109,25 @@ def test_default_sshd_refuses_passwords_and_listens_on_loopback(ip, relay, relay
 def login_user(tmp_path):
     name = "cmtestssh"
     subprocess.run(["userdel", name], capture_output=True)
-    subprocess.run(["useradd", "-M", "-d", str(tmp_path), "-s", "/bin/sh", name], check=True)
+    subprocess.run(["useradd", "-M", "-d", str(tmp_path), "-s", "/bin/sh", name], check=True)  # locked: '!'
+    home = tmp_path
+    home.chmod(0o755)
     yield name
     subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_key_login_as_another_user(ip, cm_home, relay, relay_args, login_user, client_key, ssh_login, pub):
+    line = f"%tunnel ssh {relay_args(relay)} --key '{pub}' --user {login_user}"
+    before = _files(cm_home)
+    c = ip.cell(line, check=False)
+    assert isinstance(c.error, ColabMagicError) and "is locked" in c.error.message
+    assert _files(cm_home) == before
+    subprocess.run(["usermod", "-p", "*", login_user], check=True)  # what the message says to do
+    ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}' --user {login_user}")
+    t = ip.user_ns["t"]
+    assert f"User {login_user}" in t.ssh_config()
+    r = ssh_login(t.known_hosts_line(), t.ssh_config(), client_key, "id -un")
+    assert r.returncode == 0 and r.stdout.strip() == login_user, r.stderr
 
 
 def test_password_opt_in_works_and_stays_secret(ip, cm_home, relay, relay_args, login_user, tmp_path):

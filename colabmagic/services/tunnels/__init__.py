@@ -227,7 +227,7 @@ def start_ssh(
     """
     if not HOST_ALIAS.match(host_alias):
         raise BadInputError(f"not a Host name for ~/.ssh/config: {host_alias!r}")
-    sshd.check_user(sshd_config.user)
+    sshd.check_user(sshd_config.user, sshd_config.password)
     probe = TunnelConfig(name=name, local_port=sshd_config.port or 22, proto="tcp",
                          options=dict(options or {}), binary=binary)
     check(probe, via)
