@@ -204,9 +204,13 @@ class Service:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             _reap()
-            if not (keeper and keeper.alive()) and not self._our_pids():
+            if not (keeper and keeper.alive()) and not (child and child.alive()):
                 break
             time.sleep(0.05)
+        if keeper and keeper.alive():
+            _signal_group(keeper.pid, signal.SIGKILL)
+        if child and child.alive():
+            _signal_group(child.pgid or child.pid, signal.SIGKILL)
         # Whatever still carries our token is ours: descendants that left the group, or stubborn ones.
         leftovers = self._our_pids()
         if leftovers:
