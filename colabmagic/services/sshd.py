@@ -389,6 +389,12 @@ def procfs_free(port: int) -> bool:
     return True
 
 
+def _quoted(path: Path, tokens: bool = False) -> str:
+    """A path as one sshd_config argument (our paths may contain spaces, never quotes)."""
+    text = str(path).replace("%", "%%") if tokens else str(path)  # AuthorizedKeysFile expands %-tokens
+    return f'"{text}"' if any(ch.isspace() for ch in text) else text
+
+
 def render_config(port: int, user: str, key: HostKey, password: bool, env: Dict[str, str]) -> str:
     """Our sshd_config, from data: re-running with the same inputs gives the same bytes."""
     folder = state_dir()
@@ -397,9 +403,9 @@ def render_config(port: int, user: str, key: HostKey, password: bool, env: Dict[
         f"Port {port}",
         "ListenAddress 127.0.0.1",
         "AddressFamily inet",
-        f"HostKey {key.path}",
-        f"PidFile {folder / 'sshd.pid'}",
-        f"AuthorizedKeysFile {served_keys_path(user)}",
+        f"HostKey {_quoted(key.path)}",
+        f"PidFile {_quoted(folder / 'sshd.pid')}",
+        f"AuthorizedKeysFile {_quoted(served_keys_path(user), tokens=True)}",
         "StrictModes yes",
         f"AllowUsers {user}",
         f"PermitRootLogin {'yes' if password else 'prohibit-password'}",

@@ -154,6 +154,12 @@ def _allocated(config: TunnelConfig, text: str) -> Optional[int]:
     return int(found[-1]) if found else None
 
 
+def _quoted(path: Path) -> str:
+    """A path as one ssh config argument (our paths may contain spaces, never quotes)."""
+    text = str(path)
+    return f'"{text}"' if any(ch.isspace() for ch in text) else text
+
+
 def _current_run(log: Path) -> str:
     """The agent's output since the keeper last (re)started it."""
     text = "\n".join(log_tail(log, 400))
@@ -229,12 +235,12 @@ class SshProvider(Provider):
             "-o", "ServerAliveCountMax=3",
             "-o", "ConnectTimeout=15",
             "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={known_hosts}",
+            "-o", f"UserKnownHostsFile={_quoted(known_hosts)}",
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "UpdateHostKeys=no",
             "-o", "IdentitiesOnly=yes",
             "-o", "IdentityAgent=none",
-            "-o", f"IdentityFile={key}",
+            "-o", f"IdentityFile={_quoted(key)}",
             "-o", f"Ciphers={CIPHERS}",
             "-o", "Compression=no",
             "-o", "IPQoS=throughput",
