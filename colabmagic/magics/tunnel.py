@@ -65,7 +65,8 @@ port_parser.add_argument("--proto", choices=["http", "tcp"], default="http")
 _provider_options(port_parser)
 
 
-def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional[str]) -> str:
+def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional[str],
+                     relay: Optional[str] = None) -> str:
     """What to paste on the client: known_hosts line, Host block, commands."""
     assert tunnel.ssh is not None
     alias = tunnel.ssh.host_alias
@@ -85,6 +86,15 @@ def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional
         f"   VNC (%vnc start) through it: ssh -L 5901:localhost:5901 -N {alias}",
         f"      one line: {tunnel.ssh_command('-L', '5901:localhost:5901', '-N')}",
     ]
+    if relay:
+        user_host, _, relay_port = relay.rpartition(":")
+        lines += [
+            "",
+            f"The relay must let clients reach port {tunnel.public_port} (GatewayPorts yes or clientspecified "
+            "in its sshd_config). If it keeps the default (no), go through the relay instead:",
+            f"   ssh -J {user_host}:{relay_port} -o HostKeyAlias={tunnel.ssh.host_key_alias} "
+            f"-p {tunnel.public_port} {tunnel.ssh.user}@localhost",
+        ]
     if password_shown:
         lines += ["", f"Password for {server.user} (shown this once because you asked; "
                       f"key login still works): {password_shown}"]
@@ -210,7 +220,9 @@ class TunnelMagics(ColabMagicsBase):
         )
         self._announce_login_key(tunnel)
         shown = server.password.reveal() if (args.password and server.password) else None
-        print(ssh_instructions(tunnel, server, shown))
+        record = supervisor.adopt(tunnels.service_name(tunnel.name))
+        relay = record.info.get("relay") if (record and tunnel.provider == "ssh") else None
+        print(ssh_instructions(tunnel, server, shown, relay))
         return tunnel
 
     def _expose(self, args: Any) -> Tunnel:

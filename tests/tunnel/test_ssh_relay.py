@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 from colabmagic.demo import relay as demo_relay
@@ -23,6 +24,22 @@ def test_login_through_relay_sees_kernel_environment(ip, relay, relay_args, clie
     assert r.returncode == 0, r.stderr
     assert "LD=/opt/kernel-libs/lib64" in r.stdout
     assert r.stdout.strip().endswith("root")
+
+
+def test_printed_jump_form_works_when_relay_keeps_gatewayports_no(ip, relay, relay_args, client_key, tmp_path):
+    pub = Path(f"{client_key}.pub").read_text().strip()
+    c = ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}'")
+    t = ip.user_ns["t"]
+    jump = [line.strip() for line in c.stdout.splitlines() if line.strip().startswith("ssh -J ")][0]
+    known = tmp_path / "known_hosts"
+    known.write_text(relay.known_hosts_line() + "\n" + t.known_hosts_line() + "\n")
+    config = tmp_path / "config"  # -F reaches the jump connection too; -o options do not
+    config.write_text(f"Host *\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
+                      f"  IdentitiesOnly yes\n  IdentityFile {client_key}\n  IdentityFile {relay.client_key}\n")
+    words = jump.split()
+    argv = words[:1] + ["-F", str(config)] + words[1:] + ["echo", "jumped"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and r.stdout.strip() == "jumped", r.stderr
 
 
 
