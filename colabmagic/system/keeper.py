@@ -51,7 +51,7 @@ class Keeper:
         self.log = open(self.spec["log"], "ab", buffering=0)
 
     def write_run(self, status: str) -> None:
-        child = None
+        child: Optional[Dict[str, Any]] = None
         if self.child is not None and self.child.returncode is None:
             pid = self.child.pid
             child = {"pid": pid, "start_time": _start_time(pid), "cmdline": [], "pgid": os.getpgid(pid)}

@@ -98,7 +98,7 @@ class ProcessIdentity:
     pgid: Optional[int] = None
 
     @classmethod
-    def of(cls, pid: int) -> Optional["ProcessIdentity"]:
+    def of(cls, pid: int) -> Optional[ProcessIdentity]:
         started = start_time(pid)
         if started is None or not is_running(pid):
             return None
@@ -118,7 +118,7 @@ class ProcessIdentity:
         return data
 
     @classmethod
-    def from_dict(cls, data: Optional[dict]) -> Optional["ProcessIdentity"]:
+    def from_dict(cls, data: Optional[dict]) -> Optional[ProcessIdentity]:
         if not data:
             return None
         group = data.get("pgid")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from colabmagic.system import procfs, probes, supervisor
+from colabmagic.system import probes, procfs, supervisor
 
 
 def web_spec(port: int, root: Path) -> supervisor.ServiceSpec:
