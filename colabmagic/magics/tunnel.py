@@ -264,4 +264,6 @@ class TunnelMagics(ColabMagicsBase):
                              rows, title="tunnels", empty="(no tunnels running)")
 
 
-TunnelMagics.tunnel.__doc__ = parser.format_help() + "\n" + port_parser.format_help()
+TunnelMagics.tunnel.__doc__ = "\n".join(
+    p.format_help() for p in (parser, _ssh, port_parser, _jup, _stop)
+)
