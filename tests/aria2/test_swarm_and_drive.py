@@ -94,7 +94,7 @@ def test_space_warning_when_local_disk_is_small(
 ) -> None:
     from colabmagic.services.aria2 import placement
 
-    server = serve()
+    server = serve(rate=2_000_000)  # still running when wait() first sees its size
     d = aip.cell(f"%aria2 add {server.url('small.bin')}").value
     monkeypatch.setattr(placement, "local_free", lambda path: 1000)
     with pytest.warns(service.SpaceWarning, match="not enough free disk"):
