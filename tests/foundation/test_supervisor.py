@@ -68,24 +68,29 @@ def test_daemon_survives_interrupt_and_kernel_death_and_is_readopted(ip, site, c
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env=dict(os.environ),
     )
-    assert kernel.stdout is not None
-    seen = []
-    for _ in range(50):  # the stand-in prints READY once its cell has run
-        line = kernel.stdout.readline()
-        seen.append(line)
-        if "READY" in line or not line:
-            break
-    assert "READY" in seen[-1], "".join(seen)
-    assert fetch(port) == "hello from the daemon"
-    daemon_pid = supervisor.Service("web").pid
-    assert daemon_pid
+    try:
+        assert kernel.stdout is not None
+        seen = []
+        for _ in range(50):  # the stand-in prints READY once its cell has run
+            line = kernel.stdout.readline()
+            seen.append(line)
+            if "READY" in line or not line:
+                break
+        assert "READY" in seen[-1], "".join(seen)
+        assert fetch(port) == "hello from the daemon"
+        daemon_pid = supervisor.Service("web").pid
+        assert daemon_pid
 
-    os.killpg(kernel.pid, signal.SIGINT)       # the notebook's Interrupt button
-    time.sleep(0.5)
-    os.killpg(kernel.pid, signal.SIGKILL)      # then a kernel restart
-    kernel.wait(timeout=10)
-    assert fetch(port) == "hello from the daemon"
-    assert supervisor.Service("web").pid == daemon_pid  # same daemon, never restarted
+        os.killpg(kernel.pid, signal.SIGINT)       # the notebook's Interrupt button
+        time.sleep(0.5)
+        os.killpg(kernel.pid, signal.SIGKILL)      # then a kernel restart
+        kernel.wait(timeout=10)
+        assert fetch(port) == "hello from the daemon"
+        assert supervisor.Service("web").pid == daemon_pid  # same daemon, never restarted
+    finally:
+        if kernel.poll() is None:  # only on failure: never leave the stand-in kernel behind
+            os.killpg(kernel.pid, signal.SIGKILL)
+            kernel.wait(timeout=10)
 
     # The test's own shell is the new kernel: it re-adopts and can stop the daemon.
     status = ip.cell("%colabmagic status").value
