@@ -58,7 +58,7 @@ def test_no_prompt_without_a_frontend(monkeypatch):
 
 def test_secret_is_masked_everywhere():
     s = secrets.Secret("hunter2-canary")
-    for shown in (repr(s), str(s), f"{s}", f"{s!r}", "%s" % s, repr([s]), repr({"k": s})):
+    for shown in (repr(s), str(s), f"{s}", f"{s!r}", "%s" % s, repr([s]), repr({"k": s})):  # noqa: UP031
         assert "hunter2-canary" not in shown
     assert s.reveal() == "hunter2-canary"
 
