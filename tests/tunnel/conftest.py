@@ -23,6 +23,15 @@ from colabmagic.system import probes
 SAFE_ROOT = Path.home() / ".cache" / "colabmagic-tests"
 
 
+@pytest.fixture(autouse=True)
+def _stop_sshd(cm_home: Path) -> Iterator[None]:
+    """Stop our sshd through its own stop(), which also removes its authorized_keys copy under /run."""
+    yield
+    from colabmagic.services import sshd
+
+    sshd.stop()
+
+
 @pytest.fixture
 def safe_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     SAFE_ROOT.mkdir(parents=True, exist_ok=True)
