@@ -1,0 +1,123 @@
+"""Fixtures for the fault, load and bad-input suite, and the one summary it prints at the end.
+
+Each test records what it did through the ``figures`` fixture: faults
+injected (and whether and how fast the product came back), inputs tried,
+secrets found where they must not be, listeners off loopback. At session
+end ``pytest_terminal_summary`` prints one summary and writes it as JSON to
+``$COLABMAGIC_FAULTS_JSON`` (default: ``faults-summary.json`` in pytest's
+cache folder). The relay, client key and ssh login helpers mirror
+tests/tunnel's fixtures: a real second sshd on loopback stands for "your server".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+
+from colabmagic.demo import relay as demo_relay
+
+SUMMARY: Dict[str, Any] = {
+    "faults": [],  # {"fault", "survived", "seconds", "how"}
+    "inputs_tried": 0,
+    "inputs_refused_cleanly": 0,
+    "secret_leaks": [],  # {"where", "secret"}
+    "secret_places_checked": 0,
+    "listeners_checked": 0,
+    "listeners_off_loopback": [],
+    "load": {},  # name -> figures
+}
+
+
+class Figures:
+    """What one test contributes to the summary; each call also prints a line (run with -s)."""
+
+    def fault(self, name: str, survived: bool, seconds: Optional[float] = None, how: str = "") -> None:
+        SUMMARY["faults"].append({"fault": name, "survived": bool(survived),
+                                  "seconds": None if seconds is None else round(seconds, 2), "how": how})
+        took = "" if seconds is None else f" in {seconds:.1f}s"
+        print(f"\n[faults] {name}: {'survived' if survived else 'NOT survived'}{took} ({how})")
+
+    def inputs(self, tried: int, refused_cleanly: int) -> None:
+        SUMMARY["inputs_tried"] += tried
+        SUMMARY["inputs_refused_cleanly"] += refused_cleanly
+        print(f"\n[faults] bad input: {refused_cleanly}/{tried} refused with one clear line, nothing started")
+
+    def secrets(self, places: int, leaks: List[Dict[str, str]]) -> None:
+        SUMMARY["secret_places_checked"] += places
+        SUMMARY["secret_leaks"].extend(leaks)
+        print(f"\n[faults] secrets: {places} places checked, {len(leaks)} leaks {leaks if leaks else ''}")
+
+    def listeners(self, checked: int, off_loopback: List[str]) -> None:
+        SUMMARY["listeners_checked"] += checked
+        SUMMARY["listeners_off_loopback"].extend(off_loopback)
+        print(f"\n[faults] exposure: {checked} listeners of ours, {len(off_loopback)} off loopback {off_loopback}")
+
+    def load(self, name: str, **facts: Any) -> None:
+        SUMMARY["load"][name] = facts
+        print(f"\n[faults] load {name}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+
+
+@pytest.fixture
+def figures() -> Figures:
+    return Figures()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    faults = SUMMARY["faults"]
+    if not (faults or SUMMARY["inputs_tried"] or SUMMARY["load"] or SUMMARY["secret_places_checked"]):
+        return
+    survived = sum(1 for f in faults if f["survived"])
+    timed = [f["seconds"] for f in faults if f["survived"] and f["seconds"] is not None]
+    summary = {
+        "faults_injected": len(faults),
+        "faults_survived": survived,
+        "slowest_recovery_seconds": max(timed) if timed else None,
+        "inputs_tried": SUMMARY["inputs_tried"],
+        "inputs_refused_cleanly": SUMMARY["inputs_refused_cleanly"],
+        "secret_places_checked": SUMMARY["secret_places_checked"],
+        "secrets_leaked": len(SUMMARY["secret_leaks"]),
+        "listeners_checked": SUMMARY["listeners_checked"],
+        "listeners_off_loopback": len(SUMMARY["listeners_off_loopback"]),
+        "load": SUMMARY["load"],
+        "details": {"faults": faults, "secret_leaks": SUMMARY["secret_leaks"],
+                    "listeners_off_loopback": SUMMARY["listeners_off_loopback"]},
+    }
+    default = Path(str(config.cache.mkdir("colabmagic"))) / "faults-summary.json" if config.cache else None
+    target = Path(os.environ.get("COLABMAGIC_FAULTS_JSON") or default or "faults-summary.json")
+    target.write_text(json.dumps(summary, indent=1))
+    tr = terminalreporter
+    tr.section("colabmagic faults summary")
+    for f in faults:
+        took = "" if f["seconds"] is None else f"{f['seconds']:>6.1f}s"
+        tr.write_line(f"  {'ok  ' if f['survived'] else 'FAIL'} {took:>8} {f['fault']} ({f['how']})")
+    for name, facts in SUMMARY["load"].items():
+        tr.write_line(f"  load {name}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+    tr.write_line(
+        f"faults injected {len(faults)}, survived {survived}"
+        + (f" (slowest recovery {max(timed):.1f}s)" if timed else "")
+        + f"; inputs tried {summary['inputs_tried']} (refused cleanly {summary['inputs_refused_cleanly']})"
+        + f"; secrets leaked {summary['secrets_leaked']} (in {summary['secret_places_checked']} places checked)"
+        + f"; listeners off loopback {summary['listeners_off_loopback']} (of {summary['listeners_checked']})"
+    )
+    tr.write_line(f"summary written to {target}")
+
+
+# --- a relay ("your server"), a client key pair, and the real ssh client -----------------
+@pytest.fixture
+def relay(cm_home: Path, tmp_path: Path) -> Iterator[demo_relay.Relay]:
+    r = demo_relay.start(folder=tmp_path / "relay")
+    yield r
+    demo_relay.stop()
+
+
+@pytest.fixture
+def client_key(tmp_path: Path) -> Path:
+    path = tmp_path / "laptop" / "id_ed25519"
+    path.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "laptop", "-f", str(path)], check=True)
+    return path
