@@ -354,11 +354,14 @@ def stop(name: str) -> bool:
 
 
 def stop_all() -> List[str]:
+    """Stop every tunnel, then colabmagic's sshd and JupyterLab if still running."""
     stopped = []
     for service in sorted(services(), key=lambda s: s.started_at, reverse=True):
         name = str(service.info.get("tunnel", service.name))
         if stop(name):
             stopped.append(name)
+    for extra in (sshd.stop, jupyter.stop):
+        extra()
     return stopped
 
 
