@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from colabmagic.demo import relay as demo_relay
@@ -130,3 +131,27 @@ def test_state_survives_reset(ip, relay, relay_args, client_key):
     ip.cell("%tunnel stop --all")
     assert ip.user_ns["_colabmagic"].tunnels == {} and ip.user_ns["_colabmagic"].sshd is None
     assert probes.wait_for(lambda: not probes.port_open(t.public_port), 15) and not procfs.is_running(t.pid)
+
+
+def test_new_kernel_sees_the_same_tunnel(ip, relay, relay_args, client_key):
+    pub = Path(f"{client_key}.pub").read_text().strip()
+    ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}'")
+    t = ip.user_ns["t"]
+    code = ("from colabmagic.services import tunnels; t = tunnels.current()['ssh']; "
+            "print(t.pid); print(t.ssh_config(), end='')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    pid, _, config = r.stdout.partition("\n")
+    assert int(pid) == t.pid and config == t.ssh_config()
+
+
+def test_changing_the_key_keeps_sshd_and_swaps_access(ip, relay, relay_args, client_key, ssh_login, tmp_path):
+    other = tmp_path / "other_laptop"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    args = relay_args(relay)
+    ip.cell(f"t = %tunnel ssh {args} --key '{Path(f'{client_key}.pub').read_text().strip()}'")
+    t = ip.user_ns["t"]
+    sshd_pid = ip.user_ns["_colabmagic"].sshd.pid
+    ip.cell(f"t = %tunnel ssh {args} --key-file {other}.pub")
+    assert ip.user_ns["_colabmagic"].sshd.pid == sshd_pid and ip.user_ns["t"].pid == t.pid
+    assert ssh_login(t.known_hosts_line(), t.ssh_config(), other, "true").returncode == 0
+    assert ssh_login(t.known_hosts_line(), t.ssh_config(), client_key, "true").returncode != 0
