@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import replace
+from typing import Any, Dict, Optional, Tuple
 
 from IPython.core.magic import line_magic, magics_class
 from traitlets import Float, Int, Unicode
@@ -80,11 +81,27 @@ class VncMagics(ColabMagicsBase):
             gpu=bool(args.gpu),
             timeout=self.start_timeout,
         )
+        if config.via:
+            options, binary = self._tunnel_settings(config.via)
+            config = replace(config, tunnel_options=options, tunnel_binary=binary)
         desktop = vnc.start(config, progress=self.progress("VNC desktop"),
                             install_progress=self.progress("installing the desktop's packages"))
         if args.web and not config.via and environment.is_hosted_colab() and desktop.public_url:
             self._show_in_notebook(desktop.public_url)
         return desktop
+
+    def _tunnel_settings(self, via: str) -> Tuple[Dict[str, Any], Optional[str]]:
+        """Provider options and binary path from ``%config TunnelMagics`` (relay, frp server, ...)."""
+        registry = getattr(getattr(self.shell, "magics_manager", None), "registry", {}) or {}
+        tunnel_magics = registry.get("TunnelMagics")
+        if tunnel_magics is None:
+            return {}, None
+        names = {"relay": "relay", "relay_host_key": "relay_host_key", "relay_known_hosts": "relay_known_hosts",
+                 "relay_key_file": "relay_key_file", "server": "frp_server"}
+        options = {key: getattr(tunnel_magics, trait, "") for key, trait in names.items()}
+        binary = getattr(tunnel_magics, {"frp": "frpc_path", "cloudflared": "cloudflared_path",
+                                         "ngrok": "ngrok_path"}.get(via, ""), "") if via else ""
+        return {k: v for k, v in options.items() if v}, (binary or None)
 
     def _show_in_notebook(self, url: str) -> Optional[Any]:
         """On hosted Colab, the noVNC page through Colab's port proxy, inside the cell output."""

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 from colabmagic.system import procfs, supervisor
 
@@ -147,14 +147,14 @@ def capture_until_xfce(port: int, password: str, out: Path, timeout: float = 40.
 class HeadlessChromium:
     """Headless Chromium driven over the DevTools protocol (loopback only, throw-away profile)."""
 
-    def __init__(self, profile: Path, width: int, height: int):
+    def __init__(self, profile: Path, width: int, height: int, extra: Sequence[str] = ()):
         self.profile = profile
         self.proc = subprocess.Popen(
             ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
              f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"],
+             "--remote-debugging-port=0", f"--window-size={width},{height}", *extra, "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )

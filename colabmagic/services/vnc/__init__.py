@@ -29,6 +29,7 @@ from . import components as parts
 
 PASSWORD_SECRET = "VNC_PASSWORD"
 TUNNEL_NAME = "vnc"
+HTTP_PROVIDERS = ("cloudflared", "ngrok", "colab")
 TIGERVNC_PACKAGES = ("tigervnc-standalone-server", "tigervnc-tools")
 DESKTOP_PACKAGES = ("xfce4", "xfce4-terminal", "dbus-x11", "x11-utils")
 WEB_PACKAGES = ("novnc", "websockify")
@@ -52,7 +53,8 @@ class VncConfig:
     web: bool = False
     web_port: int = 0  # 0: a free loopback port (kept across re-runs)
     via: Optional[str] = None  # tunnel provider exposing the desktop (the web page with ``web``)
-    tunnel_options: Mapping[str, Any] = field(default_factory=dict)
+    tunnel_options: Mapping[str, Any] = field(default_factory=dict)  # relay, server, ... (see %tunnel)
+    tunnel_binary: Optional[str] = None  # the provider's binary (frpc, cloudflared, ngrok) if not the default
     gpu: bool = False
     timeout: float = 120.0
 
@@ -228,6 +230,12 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     secret = _choose_password(password)
     display_no = config.display_number()
     vnc_port = config.port()
+    web_port = _web_port(config, vnc_port) if config.web else 0
+    via = (config.via or "").strip() or None
+    # The tunnel request is checked (provider known, its settings, Colab only on Colab) before
+    # anything is installed, written or started.
+    tunnel_config = _tunnel_config(config, via, web_port if config.web else vnc_port) if via else None
+
     server = parts.find_server()
     installer.ensure_packages(required_packages(config, server), progress=install_progress or progress)
     server = parts.find_server()
@@ -251,10 +259,8 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
         (xspec, parts.xserver_ready(display_no, vnc_port)),
         (sspec, parts.session_ready(display_no, xauth, lambda: supervisor.adopt(parts.SESSION))),
     ]
-    web_port = 0
     if config.web:
         assert web_root is not None
-        web_port = _web_port(config, vnc_port)
         steps.append((parts.web_spec(web_port, vnc_port, web_root), parts.web_ready(web_port)))
 
     # Every step from the first one that differs from what runs is restarted, and so is every
@@ -288,10 +294,9 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
                            log=exc.log, details=exc.details) from exc
 
     public_url = None
-    via = (config.via or "").strip() or None
     if via:
         try:
-            public_url = _expose(config, via, vnc_port, announce)
+            public_url = _expose(config, via, tunnel_config, announce)
         except ColabMagicError as exc:
             raise ServiceError(f"the desktop runs on :{display_no}, but exposing it via {via} failed: "
                                f"{exc.message}", log=exc.log, details=exc.details) from exc
@@ -321,26 +326,38 @@ def _web_port_of_running() -> int:
     return int(service.info.get("web_port", 0)) if service is not None else 0
 
 
-def _expose(config: VncConfig, via: str, vnc_port: int, announce: Announce) -> Optional[str]:
-    """Expose the web page (or the VNC port itself without ``web``) through the tunnel layer."""
+def _tunnel_config(config: VncConfig, via: str, port: int) -> Any:
+    """The tunnel request for ``port``, checked by the tunnel layer before anything starts."""
     try:
         from .. import tunnels
     except ImportError as exc:
         raise ServiceError(f"--via {via}: the tunnel layer is not available in this build ({exc})") from exc
-    if config.web:
-        owner = supervisor.adopt(parts.WEB)
-        port = _web_port_of_running()
-    else:
-        owner = supervisor.adopt(parts.XVNC)
-        port = vnc_port
     prov = tunnels.provider(via)
-    proto = "http" if (config.web and "http" in prov.protos) else "tcp"
+    # An http tunnel where the provider gives one without extra settings (the page and its
+    # WebSocket pass through it); else a tcp one, which carries them just as well.
+    proto = "http" if (config.web and via in HTTP_PROVIDERS and "http" in prov.protos) else "tcp"
     tunnel_config = tunnels.TunnelConfig(name=TUNNEL_NAME, local_port=port, proto=proto,
-                                         options=dict(config.tunnel_options))
+                                         options=dict(config.tunnel_options), binary=config.tunnel_binary)
+    check = getattr(tunnels, "check", None)
+    if check is not None:
+        check(tunnel_config, via)
+    return tunnel_config
+
+
+def _expose(config: VncConfig, via: str, tunnel_config: Any, announce: Announce) -> Optional[str]:
+    """Expose the web page (or the VNC port itself without ``web``) through the tunnel layer."""
+    from .. import tunnels
+
+    owner = supervisor.adopt(parts.WEB if config.web else parts.XVNC)
     tunnel = tunnels.start(tunnel_config, via=via, announce=announce)
-    public = tunnel.public_url or (f"{tunnel.public_host}:{tunnel.public_port}" if tunnel.public_host else None)
-    if public and config.web and tunnel.public_url:
-        public = tunnel.public_url.rstrip("/") + "/vnc.html?autoconnect=1&resize=remote"
+    if tunnel.public_url:
+        base = tunnel.public_url.rstrip("/")
+    elif tunnel.public_host:
+        base = f"http://{tunnel.public_host}:{tunnel.public_port}" if config.web else \
+            f"{tunnel.public_host}:{tunnel.public_port}"
+    else:
+        return None
+    public = base + "/vnc.html?autoconnect=1&resize=remote" if config.web else base
     if owner is not None:
         owner.update_info(tunnel=TUNNEL_NAME, public_url=public, public=public)
     return public
