@@ -18,7 +18,7 @@ from traitlets import List as ListTrait
 from .. import display
 from ..services import jupyter, sshd, tunnels
 from ..services.tunnels.base import Tunnel
-from ..system import supervisor
+from ..system import environment, probes, supervisor
 from .base import ColabMagicsBase, make_parser
 
 COMMANDS = ("ssh", "jupyter", "list", "stop")
@@ -223,6 +223,8 @@ class TunnelMagics(ColabMagicsBase):
         record = supervisor.adopt(tunnels.service_name(tunnel.name))
         relay = record.info.get("relay") if (record and tunnel.provider == "ssh") else None
         print(ssh_instructions(tunnel, server, shown, relay))
+        if environment.is_hosted_colab():
+            print("\n" + environment.COLAB_TERMS)
         return tunnel
 
     def _expose(self, args: Any) -> Tunnel:
@@ -237,6 +239,8 @@ class TunnelMagics(ColabMagicsBase):
         self._announce_login_key(tunnel)
         where = tunnel.public_url or f"{tunnel.public_host}:{tunnel.public_port}"
         print(f"127.0.0.1:{port} is reachable at {where} (via {via})")
+        if not probes.port_open(port):
+            print(f"note: nothing listens on 127.0.0.1:{port} yet; the tunnel forwards to it once something does")
         return tunnel
 
     def _jupyter(self, args: Any) -> Tunnel:

@@ -31,6 +31,7 @@ def test_generated_login_key_is_shown_and_works_once_authorized(ip, relay, tmp_p
         fh.write(key + "\n")
     c = ip.cell(line)
     assert key in c.stdout
+    assert f"nothing listens on 127.0.0.1:{site} yet" in c.stdout
     assert ip.user_ns["_colabmagic"].tunnels[str(site)].public_port == remote
 
 
