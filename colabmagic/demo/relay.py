@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..system import paths, probes, procfs, supervisor
+from ..system import installer, paths, probes, procfs, supervisor
 
 SERVICE = "demo-relay"
 
@@ -42,6 +42,7 @@ class Relay:
 
 
 def _keygen(path: Path, comment: str) -> None:
+    _sshd()  # ssh-keygen comes with OpenSSH
     if path.exists():
         return
     keygen = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
@@ -51,10 +52,14 @@ def _keygen(path: Path, comment: str) -> None:
 
 
 def _sshd() -> str:
-    for candidate in (shutil.which("sshd"), "/usr/sbin/sshd"):
-        if candidate and os.access(candidate, os.X_OK):
-            return os.path.abspath(candidate)
-    raise FileNotFoundError("sshd not found (install openssh-server)")
+    """sshd's absolute path (it re-executes itself), installed through colabmagic's installer if missing."""
+    for attempt in range(2):
+        for candidate in (shutil.which("sshd"), "/usr/sbin/sshd"):
+            if candidate and os.access(candidate, os.X_OK):
+                return os.path.abspath(candidate)
+        if attempt == 0:
+            installer.ensure_packages(["openssh-server", "openssh-client"])
+    raise FileNotFoundError("sshd not found even after installing openssh-server")
 
 
 def start(folder: Optional[Path] = None, port: Optional[int] = None, name: str = SERVICE,
