@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ...errors import BadInputError, ServiceError, log_tail
-from ...system import paths, secrets, supervisor
+from ...system import installer, paths, secrets, supervisor
 from .base import Provider, PublicAddress, TunnelConfig
 
 KEY_SECRET = "RELAY_SSH_KEY"
@@ -120,6 +120,8 @@ def generated_key() -> Tuple[Path, str]:
     """colabmagic's own login key for relays (made once); returns (private path, public line)."""
     path = folder() / "id_ed25519"
     if not path.exists():
+        if shutil.which("ssh-keygen") is None:
+            installer.ensure_packages(["openssh-client"])
         keygen = shutil.which("ssh-keygen")
         if keygen is None:
             raise ServiceError("ssh-keygen was not found (package openssh-client)")
@@ -224,6 +226,9 @@ class SshProvider(Provider):
         known_hosts = self._known_hosts(config, host, port)
         key, public = self._login_key(config)
         ssh = shutil.which("ssh")
+        if ssh is None:
+            installer.ensure_packages(["openssh-client"])
+            ssh = shutil.which("ssh")
         if ssh is None:
             raise ServiceError("the ssh client was not found (package openssh-client)")
         argv = [
