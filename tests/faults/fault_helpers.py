@@ -143,3 +143,40 @@ def foreign_listener(port: int = 0) -> Tuple[subprocess.Popen, int]:
                             stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
     return proc, int(proc.stdout.readline())
+
+
+RFB_CAPTURE = """
+import sys
+from vncdotool import api
+password = sys.stdin.readline().rstrip("\\n")
+client = api.connect("127.0.0.1::" + sys.argv[1], password=password, timeout=20)
+client.captureScreen(sys.argv[2])
+client.disconnect()
+api.shutdown()
+"""
+
+
+def rfb_login(port: int, password: str, out: Path) -> bool:
+    """A real VNC client (vncdotool, in a child; the password on its stdin) logs in and captures a PNG."""
+    import sys
+
+    try:
+        out.unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        r = subprocess.run([sys.executable, "-c", RFB_CAPTURE, str(port), str(out)], input=password + "\n",
+                           capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return False
+    return r.returncode == 0 and out.exists() and out.stat().st_size > 1000
+
+
+def free_display() -> int:
+    import os
+
+    for number in range(20 + os.getpid() % 50, 99):
+        if (not Path(f"/tmp/.X{number}-lock").exists() and not Path(f"/tmp/.X11-unix/X{number}").exists()
+                and not probes.port_open(5900 + number)):
+            return number
+    raise AssertionError("no free X display between :20 and :98")
