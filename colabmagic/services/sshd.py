@@ -536,7 +536,7 @@ def ensure(config: SshdConfig, progress: Optional[Progress] = None) -> Sshd:
 def current() -> Optional[Sshd]:
     """``_colabmagic.sshd``: our running sshd, or None."""
     service = supervisor.adopt(SERVICE)
-    if service is None:
+    if service is None or not (state_dir() / "ssh_host_ed25519_key.pub").exists():
         return None
     try:
         key = host_key()
