@@ -38,7 +38,7 @@ debs:
 setup: debs $(VENV)/.done
 
 lint: setup
-	$(VENV)/bin/ruff check colabmagic tests benchmarks
+	$(VENV)/bin/ruff check .
 
 typecheck: setup
 	$(VENV)/bin/mypy
