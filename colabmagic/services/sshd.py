@@ -420,6 +420,9 @@ def render_config(port: int, user: str, key: HostKey, password: bool, env: Dict[
         "PrintMotd no",
         "ClientAliveInterval 30",
         "ClientAliveCountMax 4",
+        # Every login arrives from 127.0.0.1 through the tunnel, so sshd's default throttle (10:30:100)
+        # would randomly drop an IDE's or a parallel job's burst of connections before they authenticate.
+        "MaxStartups 100:30:200",
         "Subsystem sftp internal-sftp",
         "LogLevel INFO",
     ]
