@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pexpect
 
 from colabmagic.demo import relay as demo_relay
 from colabmagic.services import sshd, tunnels
@@ -155,3 +158,26 @@ def test_changing_the_key_keeps_sshd_and_swaps_access(ip, relay, relay_args, cli
     assert ip.user_ns["_colabmagic"].sshd.pid == sshd_pid and ip.user_ns["t"].pid == t.pid
     assert ssh_login(t.known_hosts_line(), t.ssh_config(), other, "true").returncode == 0
     assert ssh_login(t.known_hosts_line(), t.ssh_config(), client_key, "true").returncode != 0
+
+
+def test_interactive_login_shell_keeps_kernel_path_and_libraries(ip, relay, relay_args, client_key, tmp_path,
+                                                                 monkeypatch):
+    """Debian's /etc/profile resets PATH in login shells; our sessions still get the kernel's."""
+    monkeypatch.setenv("PATH", "/opt/kernel-bin:" + os.environ["PATH"])
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/kernel-libs/lib64")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    pub = Path(f"{client_key}.pub").read_text().strip()
+    ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}'")
+    t = ip.user_ns["t"]
+    (tmp_path / "known_hosts").write_text(t.known_hosts_line() + "\n")
+    (tmp_path / "config").write_text(t.ssh_config())
+    child = pexpect.spawn("ssh", ["-tt", "-F", str(tmp_path / "config"), "-o", f"UserKnownHostsFile={tmp_path}/known_hosts",
+                                  "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", str(client_key), "colabmagic"],
+                          timeout=30, encoding="utf-8")
+    # $((6*7)) marks the shell's answer apart from the terminal's echo of the typed line.
+    child.sendline('echo "P$((6*7))=$PATH"; echo "L$((6*7))=$LD_LIBRARY_PATH,$CUDA_VISIBLE_DEVICES"; exit')
+    child.expect(pexpect.EOF)
+    out = child.before
+    path = re.search(r"P42=([^\s\x1b]*)", out).group(1)
+    assert "/opt/kernel-bin" in path.split(":"), out
+    assert re.search(r"L42=/opt/kernel-libs/lib64,0\b", out), out
