@@ -22,17 +22,27 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
 KERNEL_NAME = "colabmagic-demo"
+RUN_ENV = "COLABMAGIC_DEMO_RUN"  # marks every process this run starts (the kernel passes it on)
 # key=value lines in generated config files whose value is a secret (aria2's rpc-secret, ...)
 SECRET_KEYS = re.compile(r"^\s*([A-Za-z0-9_.-]*(?:secret|password|passwd|token|pass)[A-Za-z0-9_.-]*)\s*[=:]\s*(\S.*?)\s*$",
                          re.IGNORECASE | re.MULTILINE)
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(.*?)-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 MIN_SECRET = 6  # shorter values would match by chance in a page full of base64
+
+
+def _skip_slow_optional_imports() -> None:
+    """nbformat imports jsonschema, whose optional IRI format checker (rfc3987-syntax, pulled in by
+    jupyter-events) compiles dozens of grammars at import: seconds to tens of seconds. Notebooks have
+    no IRI fields, so it is declined; jsonschema treats the missing module as absent."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -172,20 +182,26 @@ def _environ_has(pid: int, needle: bytes) -> bool:
         return False
 
 
-def leftovers(home: Path, workdir: Path) -> List[str]:
+def _ours(svc: Any, needle: bytes) -> bool:
+    keeper = getattr(svc, "keeper", None)
+    return any(pid and _environ_has(pid, needle) for pid in (svc.pid, getattr(keeper, "pid", None)))
+
+
+def leftovers(home: Path, workdir: Path, run_id: str) -> List[str]:
     """End what this run left behind and say what it was.
 
-    Only processes carrying this run's own (unique, throwaway) ``COLABMAGIC_HOME`` in their
-    environment are touched: this run started them. Services are stopped the product's way first.
+    Only what carries this run's own marker (``RUN_ENV=run_id``, inherited from the kernel by
+    everything the notebook started) is touched; services are stopped the product's way first.
     """
     left: List[str] = []
+    needle = f"{RUN_ENV}={run_id}".encode()
     os.environ["COLABMAGIC_HOME"] = str(home)
     from ..system import supervisor
 
     for svc in sorted(supervisor.running(), key=lambda s: s.started_at, reverse=True):
-        left.append(f"service {svc.name} (pid {svc.pid})")
-        svc.stop()
-    needle = f"COLABMAGIC_HOME={home}".encode()
+        if _ours(svc, needle):
+            left.append(f"service {svc.name} (pid {svc.pid})")
+            svc.stop()
     me = os.getpid()
     strays = [int(p.name) for p in Path("/proc").iterdir()
               if p.name.isdigit() and int(p.name) != me and _environ_has(int(p.name), needle)]
@@ -197,23 +213,24 @@ def leftovers(home: Path, workdir: Path) -> List[str]:
         except (OSError, ProcessLookupError):
             pass
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in strays):
+    while time.monotonic() < deadline and any(_environ_has(pid, needle) for pid in strays):
         time.sleep(0.1)
     for pid in strays:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
-    for mountpoint in _mounts_under(workdir):
+        if _environ_has(pid, needle):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+    for mountpoint in sorted(set(_mounts_under(workdir) + _mounts_under(home / "demo")), reverse=True):
         left.append(f"mount {mountpoint}")
         subprocess.run(["fusermount3", "-u", "-z", mountpoint], capture_output=True)
-        if mountpoint in _mounts_under(workdir):
+        if _mounts_under(Path(mountpoint)):
             subprocess.run(["umount", "-l", mountpoint], capture_output=True)
     return left
 
 
 def _mounts_under(folder: Path) -> List[str]:
-    found = []
+    found: List[str] = []
     try:
         lines = Path("/proc/self/mounts").read_text().splitlines()
     except OSError:
@@ -241,6 +258,7 @@ def _remove(folder: Path) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(argv)
+    _skip_slow_optional_imports()
     notebook = Path(args.notebook).resolve()
     output = Path(args.output).resolve() if args.output else notebook.parent
     if not notebook.is_file():
@@ -255,12 +273,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.chmod(workdir, 0o700)
     home = Path(user_home) if user_home else workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex
     env = dict(os.environ)
     env.update({
         "COLABMAGIC_HOME": str(home),
         "COLABMAGIC_OFFLINE": "1",
         "HOME": str(workdir / "user"),  # the desktop's first-run files land here, not in your home
         "PYTHONUNBUFFERED": "1",
+        RUN_ENV: run_id,
     })
     (workdir / "user").mkdir(mode=0o700)
     for name in ("DISPLAY", "VNC_PASSWORD", "SSH_PUBLIC_KEY", "RELAY_SSH_KEY"):
@@ -281,7 +301,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"SECRET LEAK: {line}", file=sys.stderr)
         if leaked and not status:
             status = 2
-        left = leftovers(home, workdir)
+        left = leftovers(home, workdir, run_id)
         if left:
             print("left running after the notebook (now ended): " + "; ".join(left), file=sys.stderr)
             if not status:
@@ -293,7 +313,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         _log(f"HTML: {html}")
     finally:
         if not args.keep:
-            leftovers(home, workdir)
+            leftovers(home, workdir, run_id)
             _remove(workdir)  # the throwaway folder; a COLABMAGIC_HOME you set is yours and stays
         else:
             _log(f"kept {workdir}")
