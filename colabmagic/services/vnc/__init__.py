@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -275,7 +275,7 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     reused_all = first_changed == len(steps) and len(steps) > 0
 
     if first_changed == 0:
-        parts.check_display_free(display_no, vnc_port, [])
+        parts.check_display_free(display_no, vnc_port)
     if config.web and first_changed <= 2:
         supervisor.check_port_free(web_port, "the noVNC web client")
 
@@ -311,14 +311,8 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     if desktop is None:
         raise ServiceError("the desktop stopped right after it started", log=supervisor.log_path(parts.SESSION))
     if public_url and desktop.public_url != public_url:
-        desktop = _replace(desktop, public_url=public_url)
+        desktop = replace(desktop, public_url=public_url)
     return desktop
-
-
-def _replace(desktop: VncDesktop, **changes: Any) -> VncDesktop:
-    from dataclasses import replace
-
-    return replace(desktop, **changes)
 
 
 def _web_port_of_running() -> int:

@@ -162,14 +162,14 @@ def x_socket(display: int) -> Path:
     return Path(f"/tmp/.X11-unix/X{display}")
 
 
-def check_display_free(display: int, port: int, ours: List[int]) -> None:
+def check_display_free(display: int, port: int) -> None:
     """Refuse a display or port another program holds (naming it); clear a dead server's lock."""
     lock = lock_file(display)
     try:
         holder = int(lock.read_text().strip() or "0")
     except (OSError, ValueError):
         holder = 0
-    if holder and procfs.is_running(holder) and holder not in ours:
+    if holder and procfs.is_running(holder):
         who = " ".join(procfs.cmdline(holder))[:120] or "an unknown program"
         raise PortInUseError(f"X display :{display} is already in use by pid {holder} ({who}); "
                              f"choose another with --display :N")
@@ -380,14 +380,3 @@ def end_detached(service: supervisor.Service) -> List[int]:
             except OSError:
                 pass
     return ended
-
-
-def our_pids() -> List[int]:
-    """Every live process of the desktop (found by each service's per-start token)."""
-    found: List[int] = []
-    for name in (XVNC, SESSION, WEB):
-        service = supervisor.adopt(name)
-        token = service.token if service is not None else None
-        if token:
-            found.extend(procfs.processes_with_env(supervisor.TOKEN_ENV, token))
-    return found
