@@ -211,7 +211,9 @@ def _free_display() -> int:
 
 
 def _apply(shell: Any, settings: List[str]) -> None:
-    if shell is None:
+    if shell is None:  # plain Python: only offline mode applies (the magics are not loaded)
+        if "%config ColabMagicsBase.offline = True" in settings:
+            os.environ[paths.OFFLINE_ENV] = "1"
         return
     for line in settings:
         shell.run_line_magic("config", line.split(" ", 1)[1])
@@ -261,6 +263,7 @@ def local(folder: Optional[str] = None, shell: Any = None) -> Demo:
     downloads.mkdir(exist_ok=True)
     remote.mkdir(exist_ok=True)
     settings = [
+        "%config ColabMagicsBase.offline = True",  # nothing beyond this machine: no DHT, public trackers, ...
         f"%config TunnelMagics.relay = {relay.relay!r}",
         f"%config TunnelMagics.relay_host_key = {relay.host_key!r}",
         f"%config TunnelMagics.relay_key_file = {str(relay.client_key)!r}",
