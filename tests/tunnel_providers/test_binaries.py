@@ -64,3 +64,13 @@ def test_found_in_colabmagic_bin_or_on_path(bare_path: Path, cm_home: Path) -> N
     os.symlink(standin("frpc"), bare_path / "frpc")
     assert binaries.resolve("frpc") == standin("frpc")
     assert binaries.resolve("frpc", "frpc") == standin("frpc")
+
+
+def test_ssh_with_a_missing_binary_starts_no_sshd(ip, bare_path: Path, tmp_path: Path) -> None:
+    from colabmagic.system import supervisor
+
+    c = ip.cell("%tunnel ssh --via cloudflared --key 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEc7Hc1dKh4v9Q2m9mKx2c8JqZb3X1Jw8c0uXyZp4Q7d me'",
+                check=False)
+    assert isinstance(c.error, binaries.MissingBinaryError)
+    assert "TunnelMagics.cloudflared_path" in str(c.error)
+    assert supervisor.running() == []

@@ -85,6 +85,21 @@ def resolve(command: str, setting: Optional[str] = None, progress: Optional[Call
     ``setting`` is the user's path setting: an absolute path is used as-is
     (and must be an executable), a bare name is looked up on PATH.
     """
+    found = check(command, setting)
+    if found is not None:
+        return found
+    local = bin_dir() / command
+    try:
+        return str(_DOWNLOADERS[command](local, progress))
+    except MissingBinaryError:
+        raise
+    except (OSError, urllib.error.URLError, ValueError, tarfile.TarError) as exc:
+        raise _missing(AGENTS[command], f"could not be downloaded ({exc})") from exc
+
+
+def check(command: str, setting: Optional[str] = None) -> Optional[str]:
+    """Like ``resolve`` but never downloads or writes: the path, None if a download would be tried,
+    or MissingBinaryError (a bad setting, or missing while offline) before anything is started."""
     agent = AGENTS[command]
     if setting:
         candidate = Path(setting).expanduser()
@@ -102,7 +117,7 @@ def resolve(command: str, setting: Optional[str] = None, progress: Optional[Call
             f"{agent.setting} is {setting!r}, which is not on PATH; "
             f"set it to a full path with %config {agent.setting} = '/path/to/{agent.command}'"
         )
-    local = bin_dir() / command
+    local = paths.home() / "bin" / command
     if _executable(local):
         return str(local)
     found = shutil.which(command)
@@ -115,12 +130,7 @@ def resolve(command: str, setting: Optional[str] = None, progress: Optional[Call
             return conf.DEFAULT_NGROK_PATH
     if paths.offline():
         raise _missing(agent, "colabmagic is offline (COLABMAGIC_OFFLINE is set), so it is not downloaded")
-    try:
-        return str(_DOWNLOADERS[command](local, progress))
-    except MissingBinaryError:
-        raise
-    except (OSError, urllib.error.URLError, ValueError, tarfile.TarError) as exc:
-        raise _missing(agent, f"could not be downloaded ({exc})") from exc
+    return None
 
 
 # --- downloads -------------------------------------------------------------------------

@@ -34,6 +34,9 @@ class CloudflaredProvider(Provider):
     name = "cloudflared"
     protos = ("http", "tcp")
 
+    def validate(self, config: TunnelConfig) -> None:
+        binaries.check("cloudflared", config.binary)
+
     def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
         binary = binaries.resolve("cloudflared", config.binary)
         metrics = agent.stable_port(config.name, "metrics_port")

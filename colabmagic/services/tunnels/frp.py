@@ -131,6 +131,7 @@ class FrpProvider(Provider):
 
     def validate(self, config: TunnelConfig) -> None:
         validate(config)
+        binaries.check("frpc", config.binary)
 
     def explain(self, config: TunnelConfig, error: ServiceError) -> ServiceError:
         text = "\n".join(error.details)

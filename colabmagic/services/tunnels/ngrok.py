@@ -79,6 +79,7 @@ class NgrokProvider(Provider):
         region = str(config.options.get("region") or "").strip()
         if region and region not in REGIONS:
             raise BadInputError(f"ngrok region must be one of {', '.join(REGIONS)}, not {region!r}")
+        binaries.check("ngrok", config.binary)
 
     def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
         self.validate(config)
