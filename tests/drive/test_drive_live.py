@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+
 import pytest
 
 from colabmagic.services import drive
