@@ -59,24 +59,28 @@ def resolve(authority: str) -> Tuple[str, int]:
     return str(data["host"]), int(data["port"])
 
 
-def certificate() -> Tuple[str, str]:
-    """A self-signed certificate and key (made once per edge folder with the openssl tool)."""
-    cert, key = edge_dir() / "edge-cert.pem", edge_dir() / "edge-key.pem"
-    if not (cert.exists() and key.exists()):
+def certificate() -> str:
+    """A self-signed certificate with its key in one PEM file, made once per edge folder with openssl.
+
+    One file, replaced atomically, so stand-ins starting together never pair one's key with
+    another's certificate.
+    """
+    pem = edge_dir() / "edge.pem"
+    if not pem.exists():
         tmp = Path(tempfile.mkdtemp(dir=edge_dir()))
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
              "-subj", "/CN=standin-edge", "-keyout", str(tmp / "k.pem"), "-out", str(tmp / "c.pem")],
             check=True, capture_output=True,
         )
-        os.replace(tmp / "k.pem", key)
-        os.replace(tmp / "c.pem", cert)
-    return str(cert), str(key)
+        (tmp / "both.pem").write_bytes((tmp / "k.pem").read_bytes() + (tmp / "c.pem").read_bytes())
+        os.replace(tmp / "both.pem", pem)
+    return str(pem)
 
 
 def server_tls() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(*certificate())
+    ctx.load_cert_chain(certificate())
     return ctx
 
 
