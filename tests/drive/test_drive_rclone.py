@@ -214,7 +214,8 @@ def test_aria2_downloads_into_the_mount_are_paused_around_the_unmount_and_resume
         report = ip.cell("%drive_sync --timeout 120").value
         assert report.ok
         assert "paused 1 aria2 download" in report.note
-        assert daemon.get(download.gid).status in ("active", "complete")  # resumed, not left paused
+        # Resumed, not left paused (aria2 may show "waiting" for a moment before it runs again).
+        assert wait_until(lambda: daemon.get(download.gid).status in ("active", "complete"))
 
         daemon.wait([download], timeout=120)
         assert sha256(mp / "dataset.bin") == want

@@ -259,7 +259,8 @@ def _expected(backend: Backend, cfg: DriveConfig, changes: List[tracking.Change]
             digest = tracking.file_hash(full, algo, deadline, hashed) if algo else None
             expected[change.path] = (os.path.getsize(full), digest)
     except TimeoutError as err:
-        raise DriveSyncTimeout(f"drive_sync timed out before the flush: {err}")
+        names = ", ".join(c.path for c in changes[:20]) + (" ..." if len(changes) > 20 else "")
+        raise DriveSyncTimeout(f"drive_sync timed out before the flush ({err}); not confirmed on the remote: {names}")
     except FileNotFoundError as err:
         raise ColabMagicError(f"a file changed while drive_sync read it: {err.filename}")
     return algo, method, expected
