@@ -109,3 +109,20 @@ def frps(tmp_path: Path) -> Iterator[FrpsProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def forget_tunnel_settings() -> Iterator[None]:
+    """%config values outlive a test's shell (one IPython instance per session): put ours back."""
+    yield
+    from IPython.core.interactiveshell import InteractiveShell
+
+    if not InteractiveShell.initialized():
+        return
+    shell = InteractiveShell.instance()
+    for line in ("TunnelMagics.frpc_path = ''", "TunnelMagics.cloudflared_path = ''",
+                 "TunnelMagics.ngrok_path = ''", "TunnelMagics.timeout = 60.0"):
+        try:
+            shell.run_line_magic("config", line)
+        except Exception:  # the extension was not loaded in this test
+            pass
