@@ -46,7 +46,7 @@ def _skip_slow_optional_imports() -> None:
 
 
 def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m colabmagic.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m colabmagic.demo", description="Run the quickstart notebook headless on the embedded defaults and write an executed HTML copy.")
     parser.add_argument("--notebook", default=str(NOTEBOOK), help="the notebook to run (default: the quickstart)")
     parser.add_argument("--output", default=None, metavar="DIR",
                         help="where to write the executed .ipynb and .html (default: next to the notebook)")

@@ -28,6 +28,7 @@ from colabmagic.demo import defaults
 from colabmagic.demo.webserver import make_file
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # one full run of the quickstart (about a minute; still run by make test)
 
 
 class _Page(HTMLParser):
