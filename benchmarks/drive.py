@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import List
 
@@ -29,7 +30,7 @@ def _write(path: Path, size: int) -> None:
 
 
 def run(ctx: Context, rows: List[str]) -> List[Result]:
-    from colabmagic.services.drive import tracking
+    from colabmagic.services.drive import tracking, writers
 
     if not (shutil.which("rclone") and shutil.which("fusermount3") and os.path.exists("/dev/fuse")):
         raise RuntimeError("rclone, fusermount3 and /dev/fuse are needed")
@@ -95,4 +96,9 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
         stop_services()
         if tracking.is_mounted(str(mountpoint)):
             run_quiet(["fusermount3", "-u", "-z", str(mountpoint)])
+        # The unmounted mountpoint is kept read-only (and immutable); lift that so the work folder can go.
+        writers.unguard(str(mountpoint))
+        if mountpoint.exists():
+            subprocess.run(["chattr", "-i", str(mountpoint)], capture_output=True)
+            os.chmod(mountpoint, 0o755)
     return results

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+# apt-get for the recipes' own steps: waits for the dpkg lock (other work may be installing), never asks.
+APT_GET = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-q", "-y"]
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 MB = 1 << 20
 GB = 1 << 30
 

@@ -23,10 +23,21 @@ import struct
 import subprocess
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Dict, List, Set
 
-from .harness import Context, Result, measure, run_quiet, stop_services, timed, which
+from .harness import (
+    APT_ENV,
+    APT_GET,
+    Context,
+    Result,
+    measure,
+    run_quiet,
+    stop_services,
+    timed,
+    which,
+)
 
 PASSWORD = "bench123"
 VNC_SERVER = ["tigervnc-standalone-server", "tigervnc-tools"]
@@ -62,7 +73,10 @@ def first_frame(port: int, password: str, timeout: float = 5.0) -> bool:
             if 2 not in types:
                 return False
             sock.sendall(b"\x02")
-            sock.sendall(des_encrypt(_vnc_des(password), _recv(sock, 16)))
+            with warnings.catch_warnings():  # cryptography calls the DES it needs "decrepit"
+                warnings.simplefilter("ignore")
+                response = des_encrypt(_vnc_des(password), _recv(sock, 16))
+            sock.sendall(response)
             if struct.unpack("!I", _recv(sock, 4))[0] != 0:
                 return False
             sock.sendall(b"\x01")  # ClientInit, shared
@@ -128,8 +142,8 @@ class Recipe:
 
     def start(self, install: bool = False) -> None:
         if install:
-            run_quiet(["apt-get", "install", "-y", "-q", *RECIPE_DESKTOP, *VNC_SERVER],
-                      env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=3600)
+            run_quiet([*APT_GET, "install", *RECIPE_DESKTOP, *VNC_SERVER],
+                      env={**os.environ, **APT_ENV}, timeout=3600)
         vnc = self.home / ".vnc"
         vnc.mkdir(mode=0o700)
         (vnc / "xstartup").write_text(XSTARTUP)
@@ -195,11 +209,20 @@ def _simulated_removals(argv: List[str]) -> Set[str]:
 
 
 def desktop_only_packages() -> List[str]:
-    """Packages present only for the desktop: what removing it would take away, orphans excluded."""
+    """Packages present only for the desktop: what removing it would take away, orphans excluded.
+
+    A desktop package that another manually installed program depends on (chromium needs
+    x11-utils and xdg-utils, for one) stays, and so does everything only it needs.
+    """
     from colabmagic.services.vnc import DESKTOP_PACKAGES, TIGERVNC_PACKAGES
 
     wanted = sorted(set(DESKTOP_PACKAGES) | set(TIGERVNC_PACKAGES) | set(RECIPE_DESKTOP) | set(VNC_SERVER))
+    manual = set(run_quiet(["apt-mark", "showmanual"]).stdout.split())
+    keep = manual - set(wanted)
+    wanted = [w for w in wanted if not (_simulated_removals(["remove", w]) & keep)]
     with_desktop = _simulated_removals(["remove", "--autoremove", *wanted])
+    if with_desktop & keep:
+        raise RuntimeError(f"removing the desktop would take away {sorted(with_desktop & keep)}; not doing it")
     already_orphans = _simulated_removals(["autoremove"])
     return sorted(with_desktop - already_orphans)
 
@@ -211,21 +234,28 @@ class Packages:
         self.ctx = ctx
         self.before = _installed()
         self.removable = desktop_only_packages()
+        self.recipe_adds: Set[str] = set()
 
     def make_cold(self) -> None:
-        run_quiet(["apt-get", "remove", "-y", "-q", *self.removable],
-                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=1800)
+        run_quiet([*APT_GET, "remove", *self.removable],
+                  env={**os.environ, **APT_ENV}, timeout=1800)
+        if not self.recipe_adds:
+            out = run_quiet(["apt-get", "-s", "install", *RECIPE_DESKTOP, *VNC_SERVER]).stdout
+            self.recipe_adds = {line.split()[1] for line in out.splitlines() if line.startswith("Inst ")}
 
     def restore(self) -> None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        """Back to the package set seen at the start, touching only packages this row removed or added
+        (other work on the machine may install or remove its own meanwhile)."""
+        env = {**os.environ, **APT_ENV}
+        ours = set(self.removable) | self.recipe_adds
         now = _installed()
-        extra = sorted(set(now) - set(self.before))
+        extra = sorted((set(now) - set(self.before)) & ours)
         if extra:
-            run_quiet(["apt-get", "remove", "-y", "-q", *extra], env=env, timeout=1800)
-        missing = sorted(set(self.before) - set(_installed()))
+            run_quiet([*APT_GET, "remove", *extra], env=env, timeout=1800)
+        missing = sorted((set(self.before) - set(_installed())) & ours)
         if missing:
-            run_quiet(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env, timeout=3600)
-        auto = [name for name in self.before if not self.before[name]]
+            run_quiet([*APT_GET, "install", "--no-install-recommends", *missing], env=env, timeout=3600)
+        auto = [name for name in ours if name in self.before and not self.before[name]]
         now = _installed()
         flip = [name for name in auto if now.get(name)]
         if flip:
@@ -275,7 +305,7 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
         packages = Packages(ctx)
         ctx.say(f"vnc-cold: removing {len(packages.removable)} Debian packages only the desktop uses before each "
                 f"cold run ({', '.join(packages.removable[:8])}...); the machine's package set is restored after")
-        run_quiet(["apt-get", "install", "-y", "-q", "--download-only", *RECIPE_DESKTOP, *VNC_SERVER,
+        run_quiet([*APT_GET, "install", "--download-only", *RECIPE_DESKTOP, *VNC_SERVER,
                    *packages.removable], timeout=3600)
 
         def ours_cold() -> float:
