@@ -330,3 +330,36 @@ def test_track_limits_what_is_walked_and_verified_and_the_report_says_so(
     assert "only runs is tracked" in report.note
     assert (remote / "runs" / "7" / "metrics.json").exists()
     assert (remote / "scratch.txt").read_text() == "not tracked"  # flushed all the same
+
+
+def test_downloads_stay_paused_while_left_unmounted_and_resume_with_the_mount(
+    ip: Any, rclone_env: Dict[str, Path], tmp_path: Path
+) -> None:
+    aria2 = pytest.importorskip("colabmagic.services.aria2")
+    from colabmagic.demo.webserver import FileServer, make_file
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    served = tmp_path / "served"
+    served.mkdir()
+    want = make_file(str(served / "weights.bin"), 6 * MB, seed=4)
+    server = FileServer(str(served), rate=1 * MB).start()
+    try:
+        ip.cell("%%drive_sync\npass")
+        daemon = aria2.ensure(aria2.Aria2Config(download_dir=str(mp)))
+        (download,) = daemon.add([server.url("weights.bin")], dir=str(mp))
+        assert wait_until(lambda: daemon.get(download.gid).completed > 0)
+        (mp / "notes.txt").write_text("change")
+
+        report = ip.cell("%drive_sync --unmount --timeout 120").value
+        assert not report.mounted and "resume when it is mounted again" in report.note
+        assert daemon.get(download.gid).status == "paused"  # it would fail to land in the bare folder
+
+        ip.cell("%drive_sync")  # mounts again
+        assert wait_until(lambda: daemon.get(download.gid).status in ("active", "complete"))
+        daemon.wait([download], timeout=120)
+        assert sha256(mp / "weights.bin") == want
+        assert ip.cell("%drive_sync --timeout 120").value.verified
+        assert sha256(remote / "weights.bin") == want
+    finally:
+        server.stop()

@@ -113,6 +113,7 @@ def mount(config: DriveConfig, progress: Optional[Progress] = None, credentials:
     backend = backend_for(cfg, progress, credentials)
     if not backend.mounted():
         backend.mount()
+    writers.resume_remembered(cfg.mountpoint)
     tracking.Tracker(cfg.key, cfg.mountpoint, backend.skip(), cfg.tracked).baseline()
     _write_record(cfg, backend)
     return current() or DriveMount(cfg.backend, cfg.mountpoint, backend.remote_label, backend.mounted())
@@ -147,6 +148,7 @@ def sync(
     if not backend.mounted():
         if writers.guarded(mp) and not unmount:
             backend.remount()
+            writers.resume_remembered(mp)
             _write_record(cfg, backend)
             report = SyncReport(cfg.backend, mp, backend.remote_label, elapsed(), (), "", True,
                                 note="it was unmounted (and guarded), so nothing could change; mounted again")
@@ -180,8 +182,11 @@ def sync(
         algo, method, expected = _expected(backend, cfg, changes, deadline, progress)
         flush_error, mounted_after, post = _flush_and_remount(backend, cfg, tracker, unmount, deadline)
     finally:
-        if aria is not None:
+        # Left unmounted, the downloads stay paused (they would fail to land) until the next mount.
+        if aria is not None and tracking.is_mounted(mp):
             writers.resume_aria2(aria, paused)
+        elif paused:
+            writers.remember_paused(mp, paused)
 
     results: List[FileResult] = []
     errors: List[str] = []
@@ -219,7 +224,12 @@ def sync(
     if cfg.tracked:
         notes.append(f"only {', '.join(cfg.tracked)} is tracked and verified; the rest was flushed, not checked")
     if paused:
-        notes.append(f"paused {len(paused)} aria2 download(s) writing into the mount during the unmount, then resumed")
+        if mounted_after:
+            notes.append(f"paused {len(paused)} aria2 download(s) writing into the mount during the unmount, "
+                         "then resumed")
+        else:
+            notes.append(f"paused {len(paused)} aria2 download(s) writing into the mount; they resume "
+                         "when it is mounted again")
     note = "; ".join(notes)
     report = SyncReport(cfg.backend, mp, backend.remote_label, elapsed(), tuple(results), method,
                         mounted_after, note=note, timed_out=timed_out, errors=tuple(errors))

@@ -11,6 +11,7 @@ can lift it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -66,6 +67,37 @@ def resume_aria2(daemon: Any, gids: List[str]) -> List[str]:
     return resumed
 
 
+def _paused_record(mountpoint: str) -> Path:
+    return paths.subdir("drive") / f"aria2-paused-{_key(mountpoint)}.json"
+
+
+def remember_paused(mountpoint: str, gids: List[str]) -> None:
+    """Keep the downloads paused while the mountpoint stays unmounted; resumed at the next mount."""
+    record = _paused_record(mountpoint)
+    try:
+        known = json.loads(record.read_text())
+    except (OSError, ValueError):
+        known = []
+    paths.write_file(record, json.dumps(sorted(set(known) | set(gids))))
+
+
+def resume_remembered(mountpoint: str) -> List[str]:
+    """Resume the downloads a sync that left the mountpoint unmounted kept paused."""
+    record = _paused_record(mountpoint)
+    try:
+        gids = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return []
+    record.unlink()
+    try:
+        from .. import aria2
+
+        daemon = aria2.current()
+    except Exception:
+        return []
+    return resume_aria2(daemon, list(gids)) if daemon is not None else []
+
+
 # --- open files --------------------------------------------------------------
 
 def open_for_writing(mountpoint: str) -> List[Tuple[int, str, str]]:
@@ -101,11 +133,12 @@ def open_for_writing(mountpoint: str) -> List[Tuple[int, str, str]]:
 
 # --- the guard on the bare mountpoint ------------------------------------------
 
-def _guard_record(mountpoint: str) -> Path:
-    import hashlib
+def _key(mountpoint: str) -> str:
+    return hashlib.sha256(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
 
-    name = hashlib.sha256(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
-    return paths.subdir("drive") / f"guard-{name}.json"
+
+def _guard_record(mountpoint: str) -> Path:
+    return paths.subdir("drive") / f"guard-{_key(mountpoint)}.json"
 
 
 def guard(mountpoint: str) -> str:
