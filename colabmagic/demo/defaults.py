@@ -89,8 +89,9 @@ class Laptop:
 
     def ssh(self, tunnel: Any, command: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         """Run ``command`` on this machine over SSH, with the real ``ssh`` client and the tunnel's pinned key."""
+        if getattr(tunnel, "ssh", None) is None:
+            raise ValueError(f"{tunnel!r} is not an ssh tunnel (use the one %tunnel ssh returned)")
         self.trust(tunnel)
-        assert tunnel.ssh is not None
         argv = ["ssh", "-F", str(self.config), tunnel.ssh.host_alias, command]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
