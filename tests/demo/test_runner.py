@@ -85,3 +85,18 @@ def test_a_clean_notebook_exits_0_and_leaves_no_throwaway_folder(tmp_path: Path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "(no services running)" in (tmp_path / "out" / "case.html").read_text()
     assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("colabmagic-demo-*")) == before
+
+
+def test_services_of_a_failed_run_are_stopped_the_products_way(tmp_path: Path) -> None:
+    pidfile = tmp_path / "aria2-pid"
+    r = _run(tmp_path, [
+        "%load_ext colabmagic",
+        f"%config Aria2Magics.download_dir = {str(tmp_path / 'dl')!r}",
+        "a = %aria2 start",
+        f"open({str(pidfile)!r}, 'w').write(str(a.service.pid))",
+        "1 / 0  # the tour breaks before its teardown",
+    ])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "left running after the notebook (now ended): service aria2" in r.stderr
+    pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
