@@ -223,9 +223,13 @@ def leftovers(home: Path, workdir: Path, run_id: str) -> List[str]:
                 pass
     for mountpoint in sorted(set(_mounts_under(workdir) + _mounts_under(home / "demo")), reverse=True):
         left.append(f"mount {mountpoint}")
-        subprocess.run(["fusermount3", "-u", "-z", mountpoint], capture_output=True)
-        if _mounts_under(Path(mountpoint)):
-            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+        for argv in (["fusermount3", "-u", "-z", mountpoint], ["umount", "-l", mountpoint]):
+            if not _mounts_under(Path(mountpoint)):
+                break
+            try:
+                subprocess.run(argv, capture_output=True)
+            except OSError:  # that tool is not installed; try the next
+                pass
     return left
 
 
