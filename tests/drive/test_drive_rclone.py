@@ -363,3 +363,25 @@ def test_downloads_stay_paused_while_left_unmounted_and_resume_with_the_mount(
         assert sha256(remote / "weights.bin") == want
     finally:
         server.stop()
+
+
+def test_after_rclone_is_killed_the_mount_comes_back_and_the_next_sync_uploads_what_was_pending(
+    ip: Any, rclone_env: Dict[str, Path]
+) -> None:
+    import signal
+
+    from colabmagic.system import supervisor
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    ip.cell(f"%%drive_sync\n_ = open({str(mp)!r} + '/a.txt', 'w').write('a')")
+    (mp / "pending.txt").write_text("written, not yet uploaded")
+    service = supervisor.adopt("drive-rclone")
+    old = service.pid
+    os.kill(old, signal.SIGKILL)
+    # The keeper restarts rclone, which first detaches the dead mount.
+    assert wait_until(lambda: service.pid not in (None, old) and tracking.mount_alive(str(mp)), timeout=60)
+    assert (mp / "a.txt").read_text() == "a"
+    report = ip.cell("%drive_sync --timeout 120").value
+    assert report.verified and [f.path for f in report.files] == ["pending.txt"]
+    assert (remote / "pending.txt").read_text() == "written, not yet uploaded"

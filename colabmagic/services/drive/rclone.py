@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +33,7 @@ from . import tracking
 from .config import DriveConfig
 
 MOUNT_SERVICE = "drive-rclone"
+LAUNCHER = str(Path(__file__).with_name("launch.py"))
 FLUSH_SERVICE = "drive-flush"
 RC_USER = "colabmagic"
 HASH_PREFERENCE = ("sha256", "md5", "sha1", "crc32")
@@ -187,7 +189,7 @@ class RcloneBackend:
         return svc
 
     def mounted(self) -> bool:
-        return self.service() is not None and tracking.is_mounted(self.config.mountpoint)
+        return self.service() is not None and tracking.mount_alive(self.config.mountpoint)
 
     # -- rclone command lines
     def _argv(self, mountpoint: str, write_back: str, port: int) -> List[str]:
@@ -221,7 +223,8 @@ class RcloneBackend:
     def _start(self, name: str, mountpoint: str, write_back: str, restart: bool,
                timeout: Optional[float] = None, wait_mounted: bool = True) -> supervisor.Service:
         port = probes.free_port()
-        argv = self._argv(mountpoint, write_back, port)
+        # Through launch.py, so a restart after rclone was killed clears the dead mount it left.
+        argv = [sys.executable, "-I", LAUNCHER, mountpoint] + self._argv(mountpoint, write_back, port)
         spec = supervisor.ServiceSpec(
             name=name,
             argv=argv,
@@ -232,7 +235,7 @@ class RcloneBackend:
         )
 
         def ready() -> bool:
-            if wait_mounted and not tracking.is_mounted(mountpoint):
+            if wait_mounted and not tracking.mount_alive(mountpoint):
                 return False
             if not probes.port_open(port):
                 return False
@@ -270,7 +273,9 @@ class RcloneBackend:
         from . import writers
 
         writers.unguard(mp)
-        _lazy_unmount(mp)
+        if tracking.mount_alive(mp):
+            raise ColabMagicError(f"something else is mounted at {mp}; unmount it or choose another --path")
+        _lazy_unmount(mp)  # a dead mount (rclone was killed) is detached
         if os.listdir(mp):
             raise ColabMagicError(f"{mp} is not empty; rclone would hide those files. Move them away first.")
         try:

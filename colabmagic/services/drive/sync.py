@@ -145,6 +145,9 @@ def sync(
     def elapsed() -> float:
         return time.monotonic() - started
 
+    if not backend.mounted() and tracking.is_mounted(mp) and not tracking.mount_alive(mp) \
+            and _read_record().get("mountpoint") == mp:
+        backend.remount()  # our mount died (its daemon was killed): bring it back, then sync
     if not backend.mounted():
         if writers.guarded(mp) and not unmount:
             backend.remount()

@@ -83,6 +83,17 @@ def is_mounted(mountpoint: str) -> bool:
     return bool(mount_session(mountpoint))
 
 
+def mount_alive(mountpoint: str) -> bool:
+    """Mounted, and its file system answers (a killed FUSE daemon leaves a dead mount behind)."""
+    if not is_mounted(mountpoint):
+        return False
+    try:
+        os.stat(mountpoint)
+    except OSError:
+        return False
+    return True
+
+
 def _unescape(field_text: str) -> str:
     return field_text.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
