@@ -51,7 +51,9 @@ def _fetch_through_proxy(url: str) -> str:
 def test_web_desktop_is_shown_in_the_notebook_through_colabs_proxy(ip, display_number, hosted_colab):
     from IPython.display import IFrame
 
-    desktop = ip.cell(f"%vnc start --web --display :{display_number}").value
+    c = ip.cell(f"%vnc start --web --display :{display_number}")
+    assert "terms" in c.stdout  # hosted Colab's notice on remote desktops
+    desktop = c.value
     web_port = int(desktop.web_url.split(":")[2].split("/")[0])
     assert desktop.public_url.startswith("https://") and f"-{web_port}-colab." in desktop.public_url
     frames = [obj for obj in hosted_colab if isinstance(obj, IFrame)]

@@ -102,6 +102,8 @@ class VncDesktop:
                 f"browser over SSH: add `-L {web_port}:localhost:{web_port}`, then open "
                 f"{self.web_url.replace('127.0.0.1', 'localhost')}"
             )
+        if not self.web_url and environment.is_hosted_colab():
+            lines.append("on Colab: %vnc start --web shows the desktop inside the notebook")
         lines.append("password: %vnc password (or vnc.password().reveal()) shows it")
         return "\n".join(lines)
 
@@ -307,6 +309,8 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
 
     if reused_all:
         announce(f"the desktop on :{display_no} was already running: reused it")
+    elif environment.is_hosted_colab():
+        announce("Notice: " + environment.COLAB_TERMS)
     desktop = current()
     if desktop is None:
         raise ServiceError("the desktop stopped right after it started", log=supervisor.log_path(parts.SESSION))
