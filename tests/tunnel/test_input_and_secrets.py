@@ -107,11 +107,12 @@ def test_default_sshd_refuses_passwords_and_listens_on_loopback(ip, relay, relay
 
 @pytest.fixture
 def login_user(tmp_path):
+    """A fresh, locked test account (as useradd makes them); reused if a previous run left it."""
     name = "cmtestssh"
-    subprocess.run(["userdel", name], capture_output=True)
-    subprocess.run(["useradd", "-M", "-d", str(tmp_path), "-s", "/bin/sh", name], check=True)  # locked: '!'
-    home = tmp_path
-    home.chmod(0o755)
+    tmp_path.chmod(0o755)
+    made = subprocess.run(["useradd", "-M", "-d", str(tmp_path), "-s", "/bin/sh", name], capture_output=True)
+    if made.returncode != 0:
+        subprocess.run(["usermod", "-d", str(tmp_path), "-s", "/bin/sh", "-p", "!", name], check=True)
     yield name
     subprocess.run(["userdel", name], capture_output=True)
 
