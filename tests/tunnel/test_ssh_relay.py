@@ -48,7 +48,7 @@ def test_printed_jump_form_works_when_relay_keeps_gatewayports_no(ip, relay, rel
 
 
 def _login_ok(ssh_login, t, key) -> bool:
-    r = ssh_login(t.known_hosts_line(), t.ssh_config(), key, "echo alive", timeout=15)
+    r = ssh_login(t.known_hosts_line(), t.ssh_config(), key, "echo alive", timeout=10)
     return r.returncode == 0 and r.stdout.strip() == "alive"
 
 
