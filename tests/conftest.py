@@ -54,8 +54,11 @@ def ip(capfd: pytest.CaptureFixture) -> Iterator[Any]:
     if shell is None:  # already started in this process: make a clean one
         shell = InteractiveShell.instance()
     shell.reset(new_session=True)
-    # A new kernel has no extension loaded; forget the previous test's load.
+    # A new kernel has no extension loaded and no %config of ours: forget the previous test's.
     shell.extension_manager.loaded.discard("colabmagic")
+    for section in [name for name in shell.config if name.endswith("Magics") or name == "ColabMagicsBase"]:
+        if section.startswith(("Tunnel", "Vnc", "Aria2", "Drive", "ColabMagics")):
+            del shell.config[section]
 
     def cell(source: str, check: bool = True) -> Cell:
         capfd.readouterr()
