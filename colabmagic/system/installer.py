@@ -147,26 +147,29 @@ def ensure_packages(packages: Sequence[str], progress: Optional[Progress] = None
     if not todo:
         return []
     log = _log_path()
-    unknown = [p for p in todo if not _known_to_apt(p)]
+    # Fresh lists: install at once. Asking apt-cache first costs seconds per package (it loads the
+    # whole cache each time); a package apt does not know makes the install fail, and the
+    # update-and-retry below handles that the same way.
     updated = False
-    if unknown or _lists_stale():
+    if _lists_stale():
         update(progress)
         updated = True
-        unknown = [p for p in todo if not _known_to_apt(p)]
-    if unknown:
-        raise InstallError(
-            f"no such Debian package: {', '.join(unknown)} (not in the archives apt knows after `apt-get update`)",
-            log=log,
-        )
     label = "installing " + ", ".join(todo)
     if progress:
         progress(0.0, label)
     argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + todo
     code = _run_apt(argv, log, progress, label)
     if code != 0 and not updated:
-        # Stale lists point at files the mirror no longer has: refresh once and try again.
+        # Stale lists point at files the mirror no longer has (or lack a newer package): refresh once, retry.
         update(progress)
         code = _run_apt(argv, log, progress, label)
+    if code != 0:
+        unknown = [p for p in todo if not _known_to_apt(p)]
+        if unknown:
+            raise InstallError(
+                f"no such Debian package: {', '.join(unknown)} (not in the archives apt knows after `apt-get update`)",
+                log=log,
+            )
     if code != 0 or missing(todo):
         raise InstallError(f"apt-get could not install {', '.join(todo)}", log=log, details=log_tail(log, 20))
     if progress:
