@@ -1,5 +1,6 @@
-"""--web --via PROVIDER: the noVNC page and its WebSocket through a tunnel (cloudflared stand-in), and
-a provider that cannot work here is refused before anything starts.
+"""--via PROVIDER: the noVNC page and its WebSocket through a tunnel (cloudflared stand-in), the VNC
+port itself through a tcp tunnel (frps/frpc stand-ins), and a provider that cannot work here is
+refused before anything starts.
 
 The cloudflared stand-in (tests/standins) speaks cloudflared's command line,
 log lines and metrics API and really carries the traffic: its "edge" is a
@@ -89,3 +90,50 @@ def test_a_provider_that_cannot_work_here_is_refused_before_anything_starts(ip, 
     assert c.error is not None and "nosuchprovider" in str(c.error)
     assert supervisor.running() == []
     assert not secrets.secret_path("VNC_PASSWORD").exists()
+
+
+@pytest.fixture
+def frps(tmp_path: Path):
+    """The user's frp server (the frps stand-in) on loopback: token auth, TLS required."""
+    import os
+    import secrets as random
+    import signal
+    import subprocess
+
+    from colabmagic.system import probes
+
+    token = "frp-" + random.token_hex(12)
+    port, vhost = probes.free_port(), probes.free_port()
+    config = tmp_path / "frps.toml"
+    config.write_text(
+        f'bindAddr = "127.0.0.1"\nbindPort = {port}\nvhostHTTPPort = {vhost}\nproxyBindAddr = "127.0.0.1"\n'
+        f'auth.method = "token"\nauth.token = "{token}"\ntransport.tls.force = true\n'
+    )
+    log = tmp_path / "frps.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(STANDINS / "frps"), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        assert probes.wait_for(lambda: probes.port_open(port), 20), log.read_text()
+        yield port, token
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+
+
+def test_vnc_port_through_an_frp_tcp_tunnel_serves_a_vnc_client(ip, display_number, edge, frps, tmp_path,
+                                                                  monkeypatch):
+    port, token = frps
+    monkeypatch.setenv("FRP_TOKEN", token)
+    ip.cell(f"%config TunnelMagics.frpc_path = '{STANDINS / 'frpc'}'")
+    ip.cell(f"%config TunnelMagics.frp_server = '127.0.0.1:{port}'")
+    desktop = ip.cell(f"%vnc start --via frp --display :{display_number}").value
+    tunnel = ip.user_ns["_colabmagic"].tunnels["vnc"]
+    assert tunnel.provider == "frp" and tunnel.local_port == desktop.port
+    assert desktop.public_url == f"{tunnel.public_host}:{tunnel.public_port}"
+    # a VNC viewer pointed at the public address (here the frps stand-in's loopback port) gets in
+    capture_until_xfce(tunnel.public_port, ip.user_ns["_colabmagic"].vnc.password.reveal(),
+                       tmp_path / "via-frp.png")
+    ip.cell("%vnc stop")
+    assert "vnc" not in ip.user_ns["_colabmagic"].tunnels
