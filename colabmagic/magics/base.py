@@ -49,9 +49,14 @@ def make_parser(prog: str, description: str) -> MagicArgumentParser:
 
 
 def parse(parser: MagicArgumentParser, line: str) -> Optional[Any]:
-    """Parse a magic line; None when only help was asked for (it has been printed)."""
+    """Parse a magic line; None when only help was asked for (it has been printed).
+
+    Words are split as a POSIX shell would (quotes removed), so
+    ``--key "ssh-ed25519 AAAA me"`` arrives as one value without its quotes.
+    Nothing is ever run by a shell.
+    """
     try:
-        return parser.parse_args(arg_split(line))
+        return parser.parse_args(arg_split(line, posix=True))
     except SystemExit:
         return None
 
