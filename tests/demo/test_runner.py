@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -80,11 +81,14 @@ def test_a_process_left_running_is_ended_and_exits_3(tmp_path: Path) -> None:
 
 
 def test_a_clean_notebook_exits_0_and_leaves_no_throwaway_folder(tmp_path: Path) -> None:
-    before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("colabmagic-demo-*"))
-    r = _run(tmp_path, ["%load_ext colabmagic", "%colabmagic status"])
+    r = _run(tmp_path, ["%load_ext colabmagic", "import os; print(os.environ['COLABMAGIC_HOME'])",
+                        "%colabmagic status"])
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "(no services running)" in (tmp_path / "out" / "case.html").read_text()
-    assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("colabmagic-demo-*")) == before
+    html = (tmp_path / "out" / "case.html").read_text()
+    assert "(no services running)" in html
+    home = Path(re.search(r"\(COLABMAGIC_HOME=([^,\s]+), offline mode\)", r.stdout).group(1))
+    assert str(home) in html  # the kernel ran with the throwaway home
+    assert home.parent.name.startswith("colabmagic-demo-") and not home.parent.exists()
 
 
 def test_services_of_a_failed_run_are_stopped_the_products_way(tmp_path: Path) -> None:
