@@ -96,6 +96,7 @@ def apt_sources() -> List[str]:
         except OSError:
             continue
         for line in text.splitlines():
+            line = line.split("#", 1)[0]  # a commented-out mirror is not a source
             for word in line.split():
                 if word.startswith(("http://", "https://")):
                     host = urlparse(word).hostname

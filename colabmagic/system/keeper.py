@@ -1,11 +1,12 @@
 """The keeper: a tiny process that runs one daemon and restarts it when it dies.
 
-``python -I keeper.py SPEC.json`` is started by the supervisor
-in its own session, so a cell Interrupt or a kernel restart does not reach
-it. It starts the daemon in its own process group, restarts it with capped
-exponential back-off while the spec says so, reaps every orphaned
-descendant (it is a child subreaper), and keeps a small run file that the
-kernel reads: the daemon's identity, restarts, last exit status, state.
+``python -I keeper.py SPEC.json`` is started by the supervisor in its own
+session, so a cell Interrupt or a kernel restart does not reach it. It starts
+the daemon in the keeper's own process group (so one group signal reaches
+both), restarts it with capped exponential back-off while the spec says so,
+reaps every orphaned descendant (it is a child subreaper), and keeps a small
+run file that the kernel reads: the daemon's identity, restarts, last exit
+status, state.
 SIGTERM stops the daemon and then the keeper.
 """
 
