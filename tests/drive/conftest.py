@@ -10,7 +10,6 @@ lifts the read-only/immutable guard so the temporary folders can be removed.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +45,11 @@ def _unfreeze(*folders: Path) -> None:
 @pytest.fixture
 def rclone_env(tmp_path: Path, cm_home: Path) -> Iterator[Dict[str, Path]]:
     """A local folder as the rclone remote, and an empty mountpoint."""
-    if not (shutil.which("rclone") and shutil.which("fusermount3") and os.path.exists("/dev/fuse")):
-        pytest.skip("rclone, fusermount3 and /dev/fuse are needed")
+    from colabmagic.system import installer
+
+    # On a fresh machine the product's own installer brings rclone and FUSE, as it would for a user.
+    installer.ensure_packages(["rclone", "fuse3"])
+    assert os.path.exists("/dev/fuse"), "this machine has no /dev/fuse: FUSE mounts cannot be tested"
     remote = tmp_path / "remote"
     remote.mkdir()
     mountpoint = tmp_path / "mnt"
