@@ -61,12 +61,15 @@ def test_a_service_account_file_becomes_a_private_rclone_config(tmp_path: Path) 
     "line, message",
     [
         ("--remote=-x --backend rclone", "refusing remote"),
+        ("--backend rclone --remote " + "A" * 5000, "too long"),
+        ("--backend rclone --remote /tmp --path /tmp/" + "B" * 300, "too long"),
         ("--backend rclone --remote /tmp --timeout 0", "timeout must be positive"),
     ],
 )
 def test_bad_values_are_refused_before_anything_starts(ip: Any, line: str, message: str) -> None:
     c = ip.cell(f"%drive_sync {line}", check=False)
     assert isinstance(c.error, BadInputError) and message in c.error.message
+    assert len(c.error.message) < 200  # one readable line, even for a huge value
     assert supervisor.adopt(rclone.MOUNT_SERVICE) is None
 
 

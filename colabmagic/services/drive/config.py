@@ -14,6 +14,12 @@ DURATION = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)?$")
 BWLIMIT = re.compile(r"^[0-9][0-9.]*[BKMGTP]?(:[0-9][0-9.]*[BKMGTP]?)?$|^off$")
 DEFAULT_COLAB_MOUNTPOINT = "/content/drive"
 DEFAULT_MOUNTPOINT = "~/drive"
+MAX_PATH = 1024
+
+
+def _short(value: str) -> str:
+    """A value as it can be shown in a one-line error: quoted, and cut when long."""
+    return repr(value if len(value) <= 60 else value[:40] + "...")
 
 
 @dataclass(frozen=True)
@@ -49,14 +55,16 @@ class DriveConfig:
         mountpoint = self.mountpoint or (DEFAULT_COLAB_MOUNTPOINT if backend == "colab" else DEFAULT_MOUNTPOINT)
         mountpoint = os.path.abspath(os.path.expanduser(mountpoint))
         for name, value in (("mountpoint", mountpoint), ("remote", self.remote)):
-            if value.startswith("-") or "\n" in value or "\x00" in value:
-                raise BadInputError(f"refusing {name} {value!r}")
+            if value.startswith("-") or any(c in value for c in "\n\r\x00"):
+                raise BadInputError(f"refusing {name} {_short(value)}: it must not start with - or hold control characters")
+            if len(value) > MAX_PATH or any(len(part) > 255 for part in value.split("/")):
+                raise BadInputError(f"refusing {name} {_short(value)}: too long")
         if mountpoint == "/":
             raise BadInputError("the mountpoint cannot be /")
         if not DURATION.match(self.write_back):
-            raise BadInputError(f"write_back must be a duration such as 5s or 10m, not {self.write_back!r}")
+            raise BadInputError(f"write_back must be a duration such as 5s or 10m, not {_short(self.write_back)}")
         if self.bwlimit and not BWLIMIT.match(self.bwlimit):
-            raise BadInputError(f"bwlimit must look like 10M or 1M:512K, not {self.bwlimit!r}")
+            raise BadInputError(f"bwlimit must look like 10M or 1M:512K, not {_short(self.bwlimit)}")
         if self.timeout <= 0:
             raise BadInputError("timeout must be positive (seconds)")
         if backend == "rclone" and not self.remote:
@@ -69,7 +77,7 @@ class DriveConfig:
             if not part:
                 continue
             if part.startswith("-") or ".." in part.split("/") or "\n" in part:
-                raise BadInputError(f"track must name subfolders of the mountpoint, not {part!r}")
+                raise BadInputError(f"track must name subfolders of the mountpoint, not {_short(part)}")
             track.append(part)
         return DriveConfig(
             track=",".join(track),
