@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # tigervnc, xfce4, novnc, websockify) are installed by colabmagic's installer when a test
 # first needs them, which exercises that installer for real.
 TEST_DEBS := openssh-client procps psmisc iproute2 ca-certificates python3-venv \
-	chromium mktorrent opentracker python3-libtorrent curl openssl python3-yaml
+	chromium mktorrent opentracker python3-libtorrent curl openssl python3-yaml e2fsprogs util-linux mount
 
 .PHONY: setup test lint typecheck unit test-ipython734 demo bench faults clean
 

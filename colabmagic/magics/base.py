@@ -8,6 +8,7 @@ through ``get_state``, which rebuilds it if ``%reset`` removed it.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, List, Optional
 
 from IPython.core.magic import Magics, magics_class
@@ -44,8 +45,21 @@ def ensure_state_before_cells(shell: Any) -> None:
     shell.events.register("pre_run_cell", rebuild)
 
 
+class ColabArgumentParser(MagicArgumentParser):
+    """A magic's parser: errors are one short UsageError line, even for a huge bad value."""
+
+    MAX_VALUE = 80
+
+    def error(self, message: str) -> Any:
+        # argparse quotes the offending value; a 100 kB value must not become a 100 kB message.
+        shortened = re.sub(
+            "'([^']{" + str(self.MAX_VALUE) + "})[^']+'", lambda m: f"'{m.group(1)}...'", message
+        )
+        return super().error(shortened[:500])
+
+
 def make_parser(prog: str, description: str) -> MagicArgumentParser:
-    return MagicArgumentParser(prog=f"%{prog}", description=description, add_help=True)
+    return ColabArgumentParser(prog=f"%{prog}", description=description, add_help=True)
 
 
 def parse(parser: MagicArgumentParser, line: str) -> Optional[Any]:
