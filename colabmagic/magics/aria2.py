@@ -146,6 +146,7 @@ class Aria2Magics(ColabMagicsBase):
             return self._trackers(service, args.update)
         if command in ("pause", "resume", "remove") and not args.gid and not args.all_downloads:
             parser.error(f"{command} needs a download id or --all")
+        _check_values(command, args)
         if command == "start":
             daemon = service.start(self.settings(args.dir, args.max_concurrent), progress=self.progress("aria2"))
             print(("aria2 already running at " if daemon.service.reused else "aria2 started at ")
@@ -186,6 +187,24 @@ class Aria2Magics(ColabMagicsBase):
             found = service.cached_trackers()
         return display.Table(["tracker"], [[t] for t in found], title="public trackers (cached)",
                              empty="(no cached list: %aria2 trackers --update, not in offline mode)")
+
+
+def _check_values(command: str, args: Any) -> None:
+    """Refuse bad values before the daemon is started (spec 7: bad input starts nothing)."""
+    from ..services.aria2 import validate
+
+    if command == "start" and args.max_concurrent is not None and not 1 <= args.max_concurrent <= 1000:
+        parser.error(f"--max-concurrent must be a number from 1 to 1000, not {args.max_concurrent}")
+    if command == "add":
+        validate.sources(args.sources)
+        validate.out_name(args.out)
+        validate.headers(args.header)
+        validate.user_agent(args.user_agent)
+        validate.seed_time(args.seed_time)
+        if args.dir is not None:
+            validate.directory(args.dir)
+    if command in ("status", "pause", "resume", "remove") and getattr(args, "gid", None):
+        validate.gid(args.gid)
 
 
 Aria2Magics.aria2.__doc__ = parser.format_help() + "\n" + subcommand_help(
