@@ -226,8 +226,8 @@ def collect_keys(
         path = Path(name).expanduser()
         try:
             text = path.read_text()
-        except OSError as exc:
-            raise BadInputError(f"--key-file: cannot read {name}: {exc.strerror}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            raise BadInputError(f"--key-file: cannot read {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
         if "PRIVATE KEY" in text:
             raise BadInputError(f"--key-file: {name} is a private key; give the public one (.pub)")
         found.extend(keys_from_text(text, f"--key-file {name}"))

@@ -75,8 +75,8 @@ def check_known_hosts(path: Any) -> str:
         raise BadInputError(f"--relay-known-hosts: a path may not start with '-': {name!r}")
     try:
         text = Path(name).expanduser().read_text()
-    except OSError as exc:
-        raise BadInputError(f"--relay-known-hosts: cannot read {name}: {exc.strerror}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise BadInputError(f"--relay-known-hosts: cannot read {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
     lines = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -99,8 +99,8 @@ def check_key_file(path: Any) -> str:
         raise BadInputError(f"--relay-key-file: a path may not start with '-': {name!r}")
     try:
         text = Path(name).expanduser().read_text()
-    except OSError as exc:
-        raise BadInputError(f"--relay-key-file: cannot read {name}: {exc.strerror}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise BadInputError(f"--relay-key-file: cannot read {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
     if "PRIVATE KEY" not in text:
         raise BadInputError(f"--relay-key-file: {name} is not a private key file")
     return text if text.endswith("\n") else text + "\n"
