@@ -70,6 +70,8 @@ def stop(name: str = "", all_services: bool = False) -> List[str]:
 
 
 def logs(name: str, lines: int = 40) -> str:
+    if not name or "/" in name or "\0" in name or name.startswith(".") or len(name) > 100:
+        raise BadInputError(f"not a service name: {name[:100]!r}")
     path = supervisor.log_path(name)
     if not path.exists():
         raise BadInputError(f"no log for {name!r} in {path.parent}")
