@@ -7,8 +7,11 @@ through ``get_state``, which rebuilds it if ``%reset`` removed it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import sys
+from types import ModuleType
 from typing import Any, List, Optional
 
 from IPython.core.magic import Magics, magics_class
@@ -30,6 +33,25 @@ def get_state(shell: Any) -> ColabMagicState:
         state = ColabMagicState()
         shell.push({STATE_NAME: state}, interactive=False)
     return state
+
+
+def lazy_import(name: str) -> ModuleType:
+    """Module ``name``, executed only on its first attribute access.
+
+    The magics modules refer to their services through this, so ``%load_ext
+    colabmagic`` registers every magic without importing any service.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
 
 
 def ensure_state_before_cells(shell: Any) -> None:

@@ -7,8 +7,9 @@ from typing import Any, Optional
 from IPython.core.magic import line_cell_magic, magics_class
 from traitlets import Float, Unicode
 
-from ..services import drive
-from .base import ColabMagicsBase, make_parser
+from .base import ColabMagicsBase, lazy_import, make_parser
+
+drive = lazy_import("colabmagic.services.drive")
 
 parser = make_parser(
     "drive_sync",

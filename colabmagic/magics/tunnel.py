@@ -6,7 +6,7 @@ calls ``colabmagic.services.tunnels`` and returns a ``Tunnel``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
@@ -16,17 +16,26 @@ from traitlets import Float, Int, Unicode
 from traitlets import List as ListTrait
 
 from .. import display
-from ..services import jupyter, sshd, tunnels
-from ..services.tunnels.base import Tunnel
 from ..system import environment, probes, supervisor
-from .base import ColabMagicsBase, make_parser
+from .base import ColabMagicsBase, lazy_import, make_parser
+
+if TYPE_CHECKING:
+    from ..services.tunnels.base import Tunnel
+
+jupyter = lazy_import("colabmagic.services.jupyter")
+sshd = lazy_import("colabmagic.services.sshd")
+tunnels = lazy_import("colabmagic.services.tunnels")
+
+# For help texts only (the service layer's PROVIDERS decides what is accepted); naming them
+# here keeps %load_ext from importing the tunnel services.
+PROVIDER_NAMES = "ssh, frp, cloudflared, ngrok, colab"
 
 COMMANDS = ("ssh", "jupyter", "list", "stop")
 
 
 def _provider_options(parser: MagicArgumentParser) -> None:
     group = parser.add_argument_group("provider options")
-    group.add_argument("--via", metavar="PROVIDER", help=f"one of {', '.join(tunnels.PROVIDERS)}")
+    group.add_argument("--via", metavar="PROVIDER", help=f"one of {PROVIDER_NAMES}")
     group.add_argument("--name", help="the tunnel's name (default: ssh, jupyter or the port)")
     group.add_argument("--relay", metavar="[USER@]HOST[:PORT]", help="ssh: the SSH server to tunnel through")
     group.add_argument("--relay-host-key", metavar="'TYPE BASE64'", help="ssh: the relay's host key (pinned)")
@@ -109,6 +118,8 @@ def _watch_addresses(shell: Any) -> None:
             callbacks.remove(cb)
 
     def check(*_info: Any) -> None:
+        if not any(supervisor.services_dir().glob("tunnel-*.json")):
+            return  # no tunnel was ever started here: do not even import the tunnel services
         try:
             for service in tunnels.services():
                 tunnels.refresh(service)
@@ -123,7 +134,7 @@ class TunnelMagics(ColabMagicsBase):
     """``%tunnel``: SSH into this machine and expose local ports through a tunnel provider."""
 
     provider = Unicode("cloudflared", help="The provider used when --via is not given: "
-                       + ", ".join(tunnels.PROVIDERS)).tag(config=True)
+                       + PROVIDER_NAMES).tag(config=True)
     relay = Unicode("", help="Default --relay for the ssh provider: [user@]host[:port].").tag(config=True)
     relay_host_key = Unicode("", help="Default --relay-host-key ('TYPE BASE64').").tag(config=True)
     relay_known_hosts = Unicode("", help="Default --relay-known-hosts (a known_hosts file).").tag(config=True)

@@ -8,9 +8,10 @@ from typing import Any, Dict, Optional, Tuple
 from IPython.core.magic import line_magic, magics_class
 from traitlets import Float, Int, Unicode
 
-from ..services import vnc
 from ..system import environment
-from .base import ColabMagicsBase, make_parser
+from .base import ColabMagicsBase, lazy_import, make_parser
+
+vnc = lazy_import("colabmagic.services.vnc")
 
 parser = make_parser("vnc", "A remote XFCE desktop over VNC (loopback, password auth), optionally in the browser.")
 _sub = parser.add_subparsers(dest="command", metavar="start|stop|status|password|screenshot")

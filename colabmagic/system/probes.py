@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -36,6 +34,9 @@ def banner(port: int, prefix: bytes, host: str = "127.0.0.1", timeout: float = 1
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     """The URL answers with any HTTP status below 500."""
+    import urllib.error  # imported here: urllib.request is slow to import and %load_ext must be fast
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs
             return resp.status < 500
