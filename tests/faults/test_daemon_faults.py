@@ -130,9 +130,6 @@ def test_disk_full_during_download(aip, served, tmpfs, figures):
     assert after.error is None, after.output
 
 
-@pytest.mark.xfail(reason="product bug (drive): after a SIGKILL the dead FUSE mount stays; the restarted rclone "
-                          "exits 'directory already mounted' in a loop and %drive_sync raises a raw OSError (ENOTCONN)",
-                   strict=False)
 def test_sigkill_rclone_mount(ip, tmp_path, cm_home, figures):
     remote = tmp_path / "remote"
     remote.mkdir()

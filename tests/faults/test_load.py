@@ -163,7 +163,7 @@ def test_rclone_mount_start_stop_cycles(cm_home, tmp_path, figures):
         writers.unguard(str(mp))
 
 
-VNC_CYCLES = 5  # each cycle starts Xvnc and a whole XFCE session (about 9 s here): 5 keeps CI time sane
+VNC_CYCLES = 20  # each cycle starts Xvnc and a whole XFCE session (4-9 s here): 100 would add 7-15 minutes
 
 
 @pytest.fixture
