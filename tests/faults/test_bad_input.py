@@ -100,8 +100,16 @@ CORE = [
 ]
 
 
-def _snapshot(home: Path) -> List[Tuple[str, int]]:
-    return sorted((str(p.relative_to(home)), p.stat().st_mtime_ns) for p in home.rglob("*") if p.is_file())
+def _snapshot(*roots: Path) -> List[Tuple[str, int]]:
+    """Every file under the test's folder ($COLABMAGIC_HOME and $HOME are inside it) and every entry at the
+    working directory's top level, with its modification time."""
+    found = []
+    for root in roots:
+        if root == Path.cwd():
+            found += [(str(p), p.lstat().st_mtime_ns) for p in root.iterdir()]
+        else:  # files only: an empty state folder (secrets/, drive/) made on first look is not a write
+            found += [(str(p), p.lstat().st_mtime_ns) for p in root.rglob("*") if not p.is_dir()]
+    return sorted(found)
 
 
 def _run_table(ip, cm_home: Path, tmp_path: Path, table, fill: Dict[str, str], figures) -> None:
@@ -118,7 +126,7 @@ def _run_table(ip, cm_home: Path, tmp_path: Path, table, fill: Dict[str, str], f
                     continue
                 quoted = shlex.quote(value) if value else "''"
                 rest = template.format(v=quoted, **fill)
-                before = _snapshot(cm_home)
+                before = _snapshot(tmp_path, Path.cwd())
                 running = sorted(s.name for s in supervisor.running())
                 c = ip.cell(f"get_ipython().run_line_magic({magic!r}, {rest!r})", check=False)
                 tried += 1
@@ -129,8 +137,10 @@ def _run_table(ip, cm_home: Path, tmp_path: Path, table, fill: Dict[str, str], f
                     problem = "a traceback"
                 elif sorted(s.name for s in supervisor.running()) != running:
                     problem = "something was started"
-                elif _snapshot(cm_home) != before:
-                    problem = "something was written under $COLABMAGIC_HOME"
+                elif _snapshot(tmp_path, Path.cwd()) != before:
+                    now = _snapshot(tmp_path, Path.cwd())
+                    changed = sorted(set(now) ^ set(before))[:3]
+                    problem = f"something was written (under $COLABMAGIC_HOME, $HOME or the working folder): {changed}"
                 if sentinel.exists():
                     problem = "INJECTED COMMAND RAN"
                     sentinel.unlink()
