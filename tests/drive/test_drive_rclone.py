@@ -377,6 +377,12 @@ def test_after_rclone_is_killed_the_mount_comes_back_and_the_next_sync_uploads_w
     ip.cell(f"%%drive_sync\n_ = open({str(mp)!r} + '/a.txt', 'w').write('a')")
     (mp / "pending.txt").write_text("written, not yet uploaded")
     service = supervisor.adopt("drive-rclone")
+    # FUSE delivers the file's release to rclone after close() returns: kill rclone only once
+    # it has the file queued for upload (what "written, pending upload" means).
+    from colabmagic.services.drive.rclone import rc_call
+
+    port = int(service.info["rc_port"])
+    assert wait_until(lambda: rc_call(port, "vfs/stats")["diskCache"]["uploadsQueued"] >= 1, timeout=30)
     old = service.pid
     os.kill(old, signal.SIGKILL)
     # The keeper restarts rclone, which first detaches the dead mount.

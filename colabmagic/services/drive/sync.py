@@ -264,18 +264,24 @@ def _expected(backend: Backend, cfg: DriveConfig, changes: List[tracking.Change]
         if progress is not None:
             progress(min(0.99, done[0] / total), f"{algo} of changed files")
 
+    current = ""
     try:
         for change in changes:
             if change.kind == "deleted":
                 continue
+            current = change.path
             full = os.path.join(cfg.mountpoint, change.path)
             digest = tracking.file_hash(full, algo, deadline, hashed) if algo else None
             expected[change.path] = (os.path.getsize(full), digest)
     except TimeoutError as err:
         names = ", ".join(c.path for c in changes[:20]) + (" ..." if len(changes) > 20 else "")
         raise DriveSyncTimeout(f"drive_sync timed out before the flush ({err}); not confirmed on the remote: {names}")
-    except FileNotFoundError as err:
-        raise ColabMagicError(f"a file changed while drive_sync read it: {err.filename}")
+    except FileNotFoundError:
+        raise ColabMagicError(
+            f"{current} disappeared from {cfg.mountpoint} while drive_sync read it (deleted by another "
+            "process, or lost by a mount that was killed before it had saved the write); nothing was "
+            "unmounted; run the sync again"
+        )
     return algo, method, expected
 
 
