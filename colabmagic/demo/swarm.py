@@ -145,7 +145,8 @@ class LocalSwarm:
             for proc in self._procs:
                 if proc.poll() is not None:
                     self.stop()
-                    raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} (see {self.workdir})")
+                    program = proc.args[0] if isinstance(proc.args, (list, tuple)) else proc.args
+                    raise RuntimeError(f"{program!s} exited with {proc.returncode} (see {self.workdir})")
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"the seeder did not register with the tracker within {timeout:.0f}s")
