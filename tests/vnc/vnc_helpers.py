@@ -135,7 +135,11 @@ def capture_until_xfce(port: int, password: str, out: Path, timeout: float = 40.
     deadline = time.monotonic() + timeout
     while True:
         code, text = rfb_capture(port, password, out)
-        assert code == 0, f"the VNC client could not capture: {text}"
+        if code != 0:
+            # A client timeout through a just-started tunnel is retried until the deadline.
+            assert time.monotonic() < deadline, f"the VNC client could not capture: {text}"
+            time.sleep(1.0)
+            continue
         problem = xfce_problem(out)
         if not problem:
             return
