@@ -138,6 +138,24 @@ def processes_with_env(key: str, value: str) -> List[int]:
     return found
 
 
+def open_paths(pid: int) -> List[str]:
+    """The paths of the files ``pid`` holds open (its /proc/PID/fd links; sockets and pipes left out)."""
+    folder = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            target = os.readlink(os.path.join(folder, name))
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("/"):
+            found.append(target)
+    return found
+
+
 def zombies_of(parent: int) -> List[int]:
     """Zombie children of ``parent`` (a leak check for tests and ``%colabmagic doctor``)."""
     return [pid for pid in pids() if state(pid) == "Z" and ppid(pid) == parent]

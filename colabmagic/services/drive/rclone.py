@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import ColabMagicError, ServiceError
-from ...system import installer, paths, probes, secrets, supervisor
+from ...system import installer, paths, probes, procfs, secrets, supervisor
 from . import tracking
 from .config import DriveConfig
 
@@ -37,6 +37,7 @@ LAUNCHER = str(Path(__file__).with_name("launch.py"))
 FLUSH_SERVICE = "drive-flush"
 RC_USER = "colabmagic"
 HASH_PREFERENCE = ("sha256", "md5", "sha1", "crc32")
+RELEASE_WAIT = 10.0  # seconds a sync waits for rclone to take files just closed
 FAIL_AFTER_TRIES = 3  # an upload that failed this often, with nothing else in flight, is reported
 UPLOAD_FAILED = re.compile(
     r"ERROR : (?P<name>.+?): vfs cache: failed to upload try #(?P<try>\d+), will retry in \S+: (?P<why>.*)$"
@@ -299,16 +300,49 @@ class RcloneBackend:
         svc = self.service()
         if svc is None:
             return 0
-        try:
-            stats = rc_call(int(svc.info["rc_port"]), "vfs/stats")["diskCache"]
-            return int(stats["uploadsQueued"]) + int(stats["uploadsInProgress"])
-        except Exception:
+        stats = _cache_stats(int(svc.info["rc_port"]), timeout=10)
+        if stats is None:
             return 0
+        return int(stats["uploadsQueued"]) + int(stats["uploadsInProgress"])
+
+    def _wait_released(self, deadline: float, meta_root: Optional[Path]) -> None:
+        """Wait (within the deadline, at most RELEASE_WAIT seconds) until rclone is done with every
+        file just closed, so stopping it cannot cut one short.
+
+        The kernel hands a file's last close (FUSE RELEASE) to rclone after
+        ``close()`` has returned. Only then does rclone close its cache file,
+        save the file's final size and written ranges in its metadata, and
+        queue the upload. rclone stopped before that keeps stale metadata
+        (for a file rewritten in place, the next rclone would fetch the old
+        bytes over the unrecorded new ones), and stopped in the middle of
+        that save it leaves the metadata empty, and the next rclone drops the
+        file from its cache. So: every dirty file is queued, and rclone holds
+        no metadata file and no dirty file's cache file open, twice in a row.
+        A file still open for writing never gets there: the sync refuses
+        those before this.
+        """
+        svc = self.service()
+        if svc is None or meta_root is None or svc.pid is None:
+            return
+        port, pid = int(svc.info["rc_port"]), svc.pid
+        until = min(deadline, time.monotonic() + RELEASE_WAIT)
+        settled = 0
+        while time.monotonic() < until:
+            stats = _cache_stats(port)
+            dirty = _dirty_files(meta_root)
+            data_root = Path(stats["path"]) if stats and stats.get("path") else meta_root.parent
+            held = _held_by(pid, meta_root, data_root, dirty)
+            queued = int(stats["uploadsQueued"]) + int(stats["uploadsInProgress"]) if stats else -1
+            settled = settled + 1 if stats is not None and len(dirty) <= queued and not held else 0
+            if settled >= 2:
+                return
+            time.sleep(0.03)
 
     # -- flush
     def flush(self, deadline: float) -> None:
         """Upload everything pending in the cache; the mountpoint is unmounted on return."""
         meta_root = self._meta_root()
+        self._wait_released(deadline, meta_root)
         self.stop_mount()
         flush_dir = drive_dir() / "flush-mount"
         flush_dir.mkdir(exist_ok=True)
@@ -344,18 +378,16 @@ class RcloneBackend:
         total = 0
         idle_polls = 0
         while True:
-            stats: Dict[str, Any] = {}
-            try:
-                stats = rc_call(port, "vfs/stats", timeout=2)["diskCache"]
-            except Exception:
-                stats = {}  # no VFS yet: rclone is still uploading what it reloaded
+            # None until rclone has read its cache back (and uploaded what it reloaded): only
+            # then can an empty queue with no dirty file mean "all uploaded".
+            stats = _cache_stats(port) or {}
             if meta_root is None and stats.get("pathMeta"):
                 meta_root = Path(stats["pathMeta"])
             dirty = _dirty_files(meta_root) if meta_root is not None else None
             failures = _upload_failures(svc.log, log_start)
             queued = int(stats.get("uploadsQueued", 0)) + int(stats.get("uploadsInProgress", 0))
             if dirty is not None:
-                if not dirty and queued == 0:
+                if stats and not dirty and queued == 0:
                     return
                 total = max(total, len(dirty))
                 if self.progress is not None and total:
@@ -435,19 +467,55 @@ def _upload_failures(log: Path, since: int) -> Dict[str, Tuple[int, str]]:
 
 
 def _dirty_files(meta_root: Path) -> List[str]:
-    """Files rclone's cache still marks dirty (written but not uploaded)."""
+    """Files rclone's cache still marks dirty (written but not uploaded).
+
+    rclone rewrites a metadata file in place (truncate, then write), so a
+    read can catch it empty or half written: such a file is read again, and
+    counted as dirty while it stays unreadable (it is in rclone's hands).
+    """
     dirty: List[str] = []
     if not meta_root.is_dir():
         return dirty
     for folder, _dirs, files in os.walk(meta_root):
         for name in files:
             path = Path(folder) / name
-            try:
-                if json.loads(path.read_text()).get("Dirty"):
-                    dirty.append(str(path.relative_to(meta_root)).replace(os.sep, "/"))
-            except (OSError, ValueError):
-                continue
+            for attempt in range(3):
+                try:
+                    is_dirty = bool(json.loads(path.read_text()).get("Dirty"))
+                    break
+                except FileNotFoundError:
+                    is_dirty = False  # removed meanwhile: the file was deleted or dropped from the cache
+                    break
+                except (OSError, ValueError):
+                    is_dirty = True  # being rewritten right now
+                    time.sleep(0.02 * (attempt + 1))
+            if is_dirty:
+                dirty.append(str(path.relative_to(meta_root)).replace(os.sep, "/"))
     return sorted(dirty)
+
+
+def _held_by(pid: int, meta_root: Path, data_root: Path, dirty: Sequence[str]) -> List[str]:
+    """Files of rclone's cache that rclone has open: any metadata file, and the cache file of a
+    dirty one."""
+    meta_prefix = str(meta_root).rstrip(os.sep) + os.sep
+    data_files = {str(data_root / rel) for rel in dirty}
+    return [p for p in procfs.open_paths(pid) if p.startswith(meta_prefix) or p in data_files]
+
+
+def _cache_stats(port: int, timeout: float = 2.0) -> Optional[Dict[str, Any]]:
+    """``vfs/stats``' diskCache, or None while rclone is still loading its cache.
+
+    rclone answers ``vfs/stats`` only once its VFS is made, and reports
+    ``diskCache`` only once the cache has been read back (what it reloads
+    from a previous run is queued or uploaded by then); until both, there is
+    nothing to trust about the queue.
+    """
+    try:
+        answer = rc_call(port, "vfs/stats", timeout=timeout)
+    except Exception:  # refused, timed out (rclone holds it while loading), or a cut answer
+        return None
+    stats = answer.get("diskCache")
+    return stats if isinstance(stats, dict) and "uploadsQueued" in stats else None
 
 
 def _lazy_unmount(mountpoint: str) -> None:
