@@ -288,7 +288,7 @@ def authorized_keys_path() -> Path:
     return state_dir() / "authorized_keys"
 
 
-RUNTIME_ROOT = Path("/run/colabmagic")
+RUNTIME_ROOT = supervisor.RUNTIME_ROOT
 
 
 def served_keys_path(user: str = DEFAULT_USER) -> Path:
@@ -530,6 +530,8 @@ def ensure(config: SshdConfig, progress: Optional[Progress] = None) -> Sshd:
             "password_login": config.password,
             "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "host_key": key.fingerprint,
+            # The served copy of authorized_keys (when not under our home) goes when sshd stops.
+            "runtime_dirs": [str(served.parent)] if served != keys_file else [],
         },
     )
     service = supervisor.start(spec, ready=lambda: probes.banner(port, b"SSH-"), timeout=30)

@@ -62,6 +62,22 @@ class ServiceSpec:
         }
 
 
+RUNTIME_ROOT = Path("/run/colabmagic")
+
+
+def _remove_runtime_dirs(rec: Dict[str, Any]) -> None:
+    """Remove the folders a service asked to have removed when it stops (``info["runtime_dirs"]``):
+    only folders of ours, under ``/run/colabmagic`` or the colabmagic home."""
+    import shutil
+
+    wanted = (rec.get("spec", {}).get("info") or {}).get("runtime_dirs") or []
+    roots = (RUNTIME_ROOT.resolve(), paths.home().resolve())
+    for folder in wanted:
+        path = Path(str(folder)).resolve()
+        if any(root in path.parents for root in roots):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def services_dir() -> Path:
     return paths.subdir("services")
 
@@ -231,6 +247,7 @@ class Service:
                 path.unlink()
             except FileNotFoundError:
                 pass
+        _remove_runtime_dirs(rec)
         return ran
 
     def __repr__(self) -> str:

@@ -103,6 +103,9 @@ def test_default_sshd_refuses_passwords_and_listens_on_loopback(ip, relay, relay
     assert served.startswith("/run/colabmagic/") and Path(served).read_text().strip() == pub  # home is below /tmp
     oct_mode = {p.name: oct(p.stat().st_mode & 0o777) for p in sshd.state_dir().iterdir()}
     assert oct_mode["sshd_config"] == "0o600" and oct_mode["ssh_host_ed25519_key"] == "0o600"
+    # Stopped however it is stopped (here with everything else), sshd takes its copy under /run along.
+    ip.cell("%colabmagic stop --all")
+    assert not Path(served).parent.exists()
 
 
 @pytest.fixture
