@@ -179,6 +179,43 @@ def test_a_sync_straight_after_the_writes_is_verified_every_time(ip: Any, rclone
     assert tracking.is_mounted(str(mp))
 
 
+def test_a_cache_record_cut_short_by_the_stop_is_named_and_its_bytes_are_kept(
+    ip: Any, rclone_env: Dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault: rclone stopped in the middle of saving a file's cache record (the sync waits for
+    rclone to finish with closed files first, so this is injected). The next rclone deletes a file
+    whose record it cannot read: colabmagic keeps the bytes first and says where."""
+    from colabmagic.services.drive import rclone as rclone_backend
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    ip.cell("%%drive_sync\npass")  # mounts
+    victim = os.urandom(2 * MB)
+    ip.push({"VICTIM": victim})
+    ip.cell(f"open({str(mp)!r} + '/victim.bin', 'wb').write(VICTIM)")
+    stop = rclone_backend.RcloneBackend.stop_mount
+
+    def stop_and_cut_the_record(self: Any) -> None:
+        stop(self)
+        (self._meta_root() / "victim.bin").write_text("")  # what a save cut short leaves
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rclone_backend.RcloneBackend, "stop_mount", stop_and_cut_the_record)
+        c = ip.cell("%drive_sync --timeout 120", check=False)
+    assert isinstance(c.error, drive.DriveSyncError) and "victim.bin" in c.error.message
+    row = [f for f in c.error.report.files if f.path == "victim.bin"][0]
+    assert not c.error.report.verified and "kept at" in row.reason
+    kept = Path(row.reason.split("kept at ", 1)[1].split(": ", 1)[0])
+    assert kept.read_bytes() == victim
+    # rclone did drop its cached copy: without the kept bytes the write would be gone.
+    assert not (remote / "victim.bin").exists() and not (mp / "victim.bin").exists()
+    assert tracking.is_mounted(str(mp)), c.error.details
+    # What the message says to do works.
+    ip.cell(f"import shutil; shutil.copyfile({str(kept)!r}, {str(mp)!r} + '/victim.bin')")
+    report = ip.cell("%drive_sync --timeout 120").value
+    assert report.verified and sha256(remote / "victim.bin") == hashlib.sha256(victim).hexdigest()
+
+
 def test_timeout_is_honoured_then_the_mount_is_back_and_a_sync_with_no_changes_says_so(
     ip: Any, rclone_env: Dict[str, Path]
 ) -> None:

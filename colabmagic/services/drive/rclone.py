@@ -344,10 +344,22 @@ class RcloneBackend:
         meta_root = self._meta_root()
         self._wait_released(deadline, meta_root)
         self.stop_mount()
+        rescued = _rescue_cut_records(meta_root) if meta_root is not None else {}
         flush_dir = drive_dir() / "flush-mount"
         flush_dir.mkdir(exist_ok=True)
         os.chmod(flush_dir, 0o700)
         _lazy_unmount(str(flush_dir))
+        self._flush_cache(deadline, meta_root, flush_dir)
+        if rescued:
+            raise FlushFailed(
+                f"rclone stopped while saving its cache record of {len(rescued)} file(s)",
+                {rel: (f"rclone's cache record of it was cut short, and rclone drops such a file from its "
+                       f"cache; its bytes were kept at {copy}: copy that back into the mount and sync again")
+                 for rel, copy in rescued.items()},
+            )
+
+    def _flush_cache(self, deadline: float, meta_root: Optional[Path], flush_dir: Path) -> None:
+        """Run a second rclone on the cache with no write-back delay until nothing waits in it."""
         if meta_root is not None and not _dirty_files(meta_root):
             return  # nothing waits in the cache
         log = supervisor.log_path(FLUSH_SERVICE)
@@ -500,6 +512,39 @@ def _held_by(pid: int, meta_root: Path, data_root: Path, dirty: Sequence[str]) -
     meta_prefix = str(meta_root).rstrip(os.sep) + os.sep
     data_files = {str(data_root / rel) for rel in dirty}
     return [p for p in procfs.open_paths(pid) if p.startswith(meta_prefix) or p in data_files]
+
+
+def _rescue_cut_records(meta_root: Path) -> Dict[str, str]:
+    """Keep a copy of every cached file whose metadata rclone left unreadable (it was stopped in
+    the middle of saving it). The next rclone would delete such a file from its cache, and with
+    it the only copy of a write not yet uploaded. Returns path -> where the copy is."""
+    rescued: Dict[str, str] = {}
+    try:
+        relative = meta_root.relative_to(cache_dir() / "vfsMeta")
+    except ValueError:
+        return rescued
+    data_root = cache_dir() / "vfs" / relative
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for folder, _dirs, files in os.walk(meta_root):
+        for name in files:
+            record = Path(folder) / name
+            try:
+                json.loads(record.read_text())
+                continue
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):
+                pass
+            rel = str(record.relative_to(meta_root)).replace(os.sep, "/")
+            source = data_root / rel
+            if not source.is_file():
+                continue
+            target = drive_dir() / "rescued" / stamp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(drive_dir() / "rescued", 0o700)
+            shutil.copy2(source, target)
+            rescued[rel] = str(target)
+    return rescued
 
 
 def _cache_stats(port: int, timeout: float = 2.0) -> Optional[Dict[str, Any]]:
