@@ -1,18 +1,24 @@
-"""Shared test fixtures: an isolated colabmagic home, offline mode, and a fresh IPython shell.
+"""Shared test fixtures: an isolated colabmagic home, offline mode, a fresh IPython shell, and
+the SSH side (a relay, the user's key, the real ssh client).
 
 Every test gets its own ``$COLABMAGIC_HOME`` and ``COLABMAGIC_OFFLINE=1``;
 whatever services it started under that home are stopped in teardown, even
 when the test fails. ``ip`` is a fresh InteractiveShell with
 ``%load_ext colabmagic`` already run, driven in the user's own syntax.
+``safe_home_dir`` makes a home outside /tmp, where sshd's StrictModes
+accepts authorized_keys (as the default /var/lib/colabmagic).
 """
 
 from __future__ import annotations
 
-import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, List, Optional
 
 import pytest
+from homes import safe_home_dir, stop_services_of
 
 
 @pytest.fixture(autouse=True)
@@ -22,11 +28,17 @@ def cm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("COLABMAGIC_HOME", str(home))
     monkeypatch.setenv("COLABMAGIC_OFFLINE", "1")
     yield home
-    from colabmagic.system import supervisor
+    stop_services_of(home)
 
-    os.environ["COLABMAGIC_HOME"] = str(home)
-    for svc in sorted(supervisor.running(), key=lambda s: s.started_at, reverse=True):
-        svc.stop()
+
+@pytest.fixture
+def safe_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This test's colabmagic home moved outside /tmp (see ``safe_home_dir``)."""
+    home = safe_home_dir()
+    monkeypatch.setenv("COLABMAGIC_HOME", str(home))
+    yield home
+    stop_services_of(home)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 class Cell:
@@ -73,3 +85,48 @@ def ip(capfd: pytest.CaptureFixture) -> Iterator[Any]:
     cell("%load_ext colabmagic")
     yield shell
     shell.cell = None  # type: ignore[attr-defined]
+
+
+# --- the SSH side: a relay ("your server"), the user's key pair, and the real ssh client ------
+@pytest.fixture
+def relay(cm_home: Path, tmp_path: Path) -> Iterator[Any]:
+    """A second sshd on a free loopback port standing for "your server"."""
+    from colabmagic.demo import relay as demo_relay
+
+    r = demo_relay.start(folder=tmp_path / "relay")
+    yield r
+    demo_relay.stop()
+
+
+@pytest.fixture
+def client_key(tmp_path: Path) -> Path:
+    """The user's own key pair on "their laptop"."""
+    path = tmp_path / "laptop" / "id_ed25519"
+    path.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "laptop", "-f", str(path)], check=True)
+    return path
+
+
+SshRunner = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def ssh_login(tmp_path: Path) -> SshRunner:
+    """Run the real ssh client with ONLY the printed known_hosts line and Host block."""
+
+    def run(known_hosts_line: str, host_block: str, key: Path, command: str,
+            extra: Optional[List[str]] = None, timeout: float = 30) -> subprocess.CompletedProcess:
+        folder = Path(tempfile.mkdtemp(dir=tmp_path))
+        known = folder / "known_hosts"
+        known.write_text(known_hosts_line + "\n")
+        config = folder / "config"
+        config.write_text(host_block)
+        argv = ["ssh", "-F", str(config), "-o", f"UserKnownHostsFile={known}",
+                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+                "-o", "ConnectTimeout=10", "-i", str(key)]
+        argv += list(extra or [])
+        argv += ["colabmagic", command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    return run

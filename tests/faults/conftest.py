@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-
-from colabmagic.demo import relay as demo_relay
 
 SUMMARY: Dict[str, Any] = {
     "faults": [],  # {"fault", "survived", "seconds", "how"}
@@ -107,17 +104,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
     tr.write_line(f"summary written to {target}")
 
 
-# --- a relay ("your server"), a client key pair, and the real ssh client -----------------
 @pytest.fixture
-def relay(cm_home: Path, tmp_path: Path) -> Iterator[demo_relay.Relay]:
-    r = demo_relay.start(folder=tmp_path / "relay")
-    yield r
-    demo_relay.stop()
+def desktop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A HOME of its own for the desktop (no DISPLAY or VNC password from outside); VNC stopped after."""
+    home = tmp_path / "desktop-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("VNC_PASSWORD", raising=False)
+    yield home
+    from colabmagic.services import vnc
 
-
-@pytest.fixture
-def client_key(tmp_path: Path) -> Path:
-    path = tmp_path / "laptop" / "id_ed25519"
-    path.parent.mkdir()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "laptop", "-f", str(path)], check=True)
-    return path
+    vnc.stop()

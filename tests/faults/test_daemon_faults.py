@@ -20,19 +20,6 @@ from colabmagic.services.drive import tracking
 from colabmagic.system import probes, supervisor
 
 
-@pytest.fixture
-def desktop_home(tmp_path, monkeypatch):
-    home = tmp_path / "desktop-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("VNC_PASSWORD", raising=False)
-    yield home
-    from colabmagic.services import vnc
-
-    vnc.stop()
-
-
 def test_sigkill_xvnc_and_websockify(ip, desktop_home, tmp_path, figures):
     number = free_display()
     desktop = ip.cell(f"%vnc start --web --display :{number}").value

@@ -82,17 +82,6 @@ def test_kernel_interrupted_then_killed_daemons_survive_and_are_readopted(ip, re
     assert again.error is None and supervisor.adopt("sshd").pid == before["sshd"]
 
 
-@pytest.fixture
-def desktop_home(tmp_path, monkeypatch):
-    home = tmp_path / "desktop-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("DISPLAY", raising=False)
-    yield home
-    from colabmagic.services import vnc
-
-    vnc.stop()
-
 
 def test_port_held_by_foreign_process_is_named_not_killed(ip, relay, client_key, tmp_path, desktop_home, figures):
     pub = Path(f"{client_key}.pub").read_text().strip()

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, List
 
-import pytest
 from fault_helpers import free_display, relay_args, ssh_argv
 
 from colabmagic.services import aria2 as aria2_service
@@ -165,15 +164,6 @@ def test_rclone_mount_start_stop_cycles(cm_home, tmp_path, figures):
 
 VNC_CYCLES = 20  # each cycle starts Xvnc and a whole XFCE session (4-9 s here): 100 would add 7-15 minutes
 
-
-@pytest.fixture
-def desktop_home(tmp_path, monkeypatch):
-    home = tmp_path / "desktop-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("DISPLAY", raising=False)
-    yield home
-    vnc.stop()
 
 
 def test_vnc_start_stop_cycles(cm_home, desktop_home, figures):

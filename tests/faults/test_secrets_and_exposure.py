@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Dict, List
 
 import nbformat
-import pytest
 from fault_helpers import free_display, relay_args
 
 from colabmagic.system import procfs, secrets, supervisor
@@ -29,17 +28,6 @@ CANARIES = {
     "VNC_PASSWORD": "Cn7vQ2xZ",  # VNC auth uses 8 characters
 }
 
-
-@pytest.fixture
-def desktop_home(tmp_path, monkeypatch):
-    home = tmp_path / "desktop-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("DISPLAY", raising=False)
-    yield home
-    from colabmagic.services import vnc
-
-    vnc.stop()
 
 
 def _cmdlines() -> Dict[int, str]:

@@ -12,31 +12,23 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
+from homes import safe_home_dir, stop_services_of
 from standin_client import Frps, Page, _edge, standin
 
 from colabmagic.system import probes
-
-SAFE_ROOT = Path.home() / ".cache" / "colabmagic-tests"
 
 
 @pytest.fixture(autouse=True)
 def cm_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A colabmagic home outside /tmp: sshd's StrictModes refuses keys below a world-writable folder."""
-    SAFE_ROOT.mkdir(parents=True, exist_ok=True)
-    os.chmod(SAFE_ROOT, 0o700)
-    home = Path(tempfile.mkdtemp(prefix="home-", dir=SAFE_ROOT))
+    home = safe_home_dir()
     monkeypatch.setenv("COLABMAGIC_HOME", str(home))
     yield home
-    from colabmagic.system import supervisor
-
-    os.environ["COLABMAGIC_HOME"] = str(home)
-    for svc in sorted(supervisor.running(), key=lambda s: s.started_at, reverse=True):
-        svc.stop()
+    stop_services_of(home)
     shutil.rmtree(home, ignore_errors=True)
 
 
