@@ -478,6 +478,28 @@ def ensure(config: SshdConfig, progress: Optional[Progress] = None) -> Sshd:
 
     Inputs are expected to be checked already (``check_user``, ``collect_keys``).
     """
+    return begin(config, progress).wait()
+
+
+@dataclass
+class PendingSshd:
+    """colabmagic's sshd on its way up (``begin``): its port is known; ``wait()`` gives the Sshd."""
+
+    port: int
+    launch: supervisor.Launch
+    key: HostKey
+    password: Optional[secrets.Secret] = field(default=None, repr=False)
+
+    def wait(self, timeout: float = 30.0) -> Sshd:
+        service = self.launch.wait(timeout)
+        return replace(_value(service, self.key, reused=service.reused), password=self.password)
+
+    def abort(self) -> None:
+        self.launch.abort()
+
+
+def begin(config: SshdConfig, progress: Optional[Progress] = None) -> PendingSshd:
+    """Everything ``ensure`` does, up to starting sshd, without waiting for it to answer."""
     if os.geteuid() != 0:
         raise NotRootError("colabmagic's sshd needs root (it logs users in)")
     env = session_environment(config.env_names)
@@ -534,8 +556,8 @@ def ensure(config: SshdConfig, progress: Optional[Progress] = None) -> Sshd:
             "runtime_dirs": [str(served.parent)] if served != keys_file else [],
         },
     )
-    service = supervisor.start(spec, ready=lambda: probes.banner(port, b"SSH-"), timeout=30)
-    return replace(_value(service, key, reused=service.reused), password=password)
+    launch = supervisor.launch(spec, ready=lambda: probes.banner(port, b"SSH-"))
+    return PendingSshd(port=port, launch=launch, key=key, password=password)
 
 
 def current() -> Optional[Sshd]:

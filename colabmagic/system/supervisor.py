@@ -65,15 +65,18 @@ class ServiceSpec:
 RUNTIME_ROOT = Path("/run/colabmagic")
 
 
-def _remove_runtime_dirs(rec: Dict[str, Any]) -> None:
+def _remove_runtime_dirs(rec: Dict[str, Any], keep: Sequence[str] = ()) -> None:
     """Remove the folders a service asked to have removed when it stops (``info["runtime_dirs"]``):
     only folders of ours, under ``/run/colabmagic`` or the colabmagic home."""
     import shutil
 
     wanted = (rec.get("spec", {}).get("info") or {}).get("runtime_dirs") or []
     roots = (RUNTIME_ROOT.resolve(), paths.home().resolve())
+    kept = {Path(str(k)).resolve() for k in keep}
     for folder in wanted:
         path = Path(str(folder)).resolve()
+        if path in kept:
+            continue
         if any(root in path.parents for root in roots):
             shutil.rmtree(path, ignore_errors=True)
 
@@ -202,8 +205,11 @@ class Service:
         token = self.token
         return procfs.processes_with_env(TOKEN_ENV, token) if token else []
 
-    def stop(self, timeout: Optional[float] = None) -> bool:
-        """SIGTERM the group, wait, then SIGKILL. A second stop is a no-op. True if anything ran."""
+    def stop(self, timeout: Optional[float] = None, keep: Sequence[str] = ()) -> bool:
+        """SIGTERM the group, wait, then SIGKILL. A second stop is a no-op. True if anything ran.
+
+        The service's runtime folders go too, except those in ``keep`` (what its replacement uses).
+        """
         rec = self.record()
         if not rec:
             return False
@@ -247,7 +253,7 @@ class Service:
                 path.unlink()
             except FileNotFoundError:
                 pass
-        _remove_runtime_dirs(rec)
+        _remove_runtime_dirs(rec, keep)
         return ran
 
     def __repr__(self) -> str:
@@ -311,6 +317,49 @@ def check_port_free(port: int, what: str) -> None:
         raise PortInUseError(f"port {port} needed by {what} is already in use by pid {pid} ({who})")
 
 
+class Launch:
+    """A service on its way up: ``wait()`` returns it once ready, or stops it and raises ServiceError.
+
+    Lets a caller start two services and wait for both at once (colabmagic's
+    sshd and the tunnel agent that exposes it do not need each other to come up).
+    """
+
+    def __init__(self, service: Service, ready: Optional[Callable[[], bool]],
+                 proc: Optional[subprocess.Popen] = None):
+        self.service = service
+        self.ready = ready
+        self.proc = proc
+
+    def wait(self, timeout: float = 30.0) -> Service:
+        service, proc = self.service, self.proc
+        if proc is None:  # reused: it was already running and ready
+            return service
+        deadline = time.monotonic() + timeout
+        while True:
+            run = service.run()
+            if run.get("status") in ("failed", "exited", "backoff") or proc.poll() is not None:
+                details = service.log_tail()
+                service.stop()
+                code = run.get("last_exit")
+                raise ServiceError(
+                    f"{service.name} exited during start-up (status {code})", log=service.log, details=details
+                )
+            if run.get("status") == "running" and (self.ready is None or _safe(self.ready)):
+                return service
+            if time.monotonic() > deadline:
+                details = service.log_tail()
+                service.stop()
+                raise ServiceError(
+                    f"{service.name} was not ready within {timeout:.0f}s", log=service.log, details=details
+                )
+            time.sleep(0.05)
+
+    def abort(self) -> None:
+        """Stop it (a start that is no longer wanted); a reused service is left running."""
+        if self.proc is not None:
+            self.service.stop()
+
+
 def start(
     spec: ServiceSpec,
     ready: Optional[Callable[[], bool]] = None,
@@ -324,14 +373,19 @@ def start(
     fingerprint is stopped and started again. On a failed start everything
     started is stopped and ServiceError carries the log tail.
     """
+    return launch(spec, ready=ready, reuse=reuse).wait(timeout)
+
+
+def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse: bool = True) -> Launch:
+    """Start ``spec`` under a keeper without waiting for it (see ``start`` and ``Launch.wait``)."""
     _reap()
     existing = adopt(spec.name)
     if existing is not None:
         same = existing.record().get("fingerprint") == spec.fingerprint()
         if reuse and same and existing.keeper_alive() and (ready is None or _safe(ready)):
             existing.reused = True
-            return existing
-        existing.stop()
+            return Launch(existing, ready)
+        existing.stop(keep=list(spec.info.get("runtime_dirs") or []))
 
     token = f"{spec.name}:{secrets.token_hex(8)}"
     service = Service(spec.name)
@@ -387,26 +441,7 @@ def start(
         "log": str(log),
     }
     paths.write_file(service.record_path, json.dumps(record, indent=1, sort_keys=True))
-
-    deadline = time.monotonic() + timeout
-    while True:
-        run = service.run()
-        if run.get("status") in ("failed", "exited", "backoff") or proc.poll() is not None:
-            details = service.log_tail()
-            service.stop()
-            code = run.get("last_exit")
-            raise ServiceError(
-                f"{spec.name} exited during start-up (status {code})", log=log, details=details
-            )
-        if run.get("status") == "running" and (ready is None or _safe(ready)):
-            return service
-        if time.monotonic() > deadline:
-            details = service.log_tail()
-            service.stop()
-            raise ServiceError(
-                f"{spec.name} was not ready within {timeout:.0f}s", log=log, details=details
-            )
-        time.sleep(0.05)
+    return Launch(service, ready, proc)
 
 
 def _safe(probe: Callable[[], bool]) -> bool:

@@ -170,6 +170,42 @@ def start(
 
     Returns the ``Tunnel`` once the agent is ready and its public address known.
     """
+    return launch(config, via, extra_info).wait(timeout, announce)
+
+
+class TunnelLaunch:
+    """A tunnel agent on its way up (``launch``); ``wait()`` gives the Tunnel."""
+
+    def __init__(self, config: TunnelConfig, via: str, prov: Provider, started: supervisor.Launch):
+        self.config, self.via, self.prov, self.started = config, via, prov, started
+
+    def wait(self, timeout: float = 60.0, announce: Announce = _print) -> Tunnel:
+        config, via, prov = self.config, self.via, self.prov
+        try:
+            service = self.started.wait(timeout)
+        except ServiceError as exc:
+            raise prov.explain(config, exc) from None
+        previous = service.info.get("public")
+        address = prov.address(config, service)
+        if not (address.host or address.url):
+            details = service.log_tail()
+            service.stop()
+            raise ServiceError(f"tunnel {config.name!r} via {via} came up without a public address",
+                               log=service.log, details=details)
+        _record_address(service, address)
+        tunnel = _tunnel(service)
+        if service.reused:
+            announce(f"tunnel {config.name!r} via {via} was already running: reused it")
+            if previous and previous != service.info.get("public"):
+                announce(f"tunnel {config.name!r} has a new public address: {service.info.get('public')}")
+        return tunnel
+
+    def abort(self) -> None:
+        self.started.abort()
+
+
+def launch(config: TunnelConfig, via: str, extra_info: Optional[Dict[str, Any]] = None) -> TunnelLaunch:
+    """Start the agent for ``config`` through ``via`` without waiting for it (see ``start``)."""
     prov = check(config, via)
     agent = prov.spec(config)
     info = dict(agent.info)
@@ -189,24 +225,7 @@ def start(
     def ready() -> bool:
         return prov.ready(config, supervisor.Service(spec.name))
 
-    try:
-        service = supervisor.start(spec, ready=ready, timeout=timeout)
-    except ServiceError as exc:
-        raise prov.explain(config, exc) from None
-    previous = service.info.get("public")
-    address = prov.address(config, service)
-    if not (address.host or address.url):
-        details = service.log_tail()
-        service.stop()
-        raise ServiceError(f"tunnel {config.name!r} via {via} came up without a public address",
-                           log=service.log, details=details)
-    _record_address(service, address)
-    tunnel = _tunnel(service)
-    if service.reused:
-        announce(f"tunnel {config.name!r} via {via} was already running: reused it")
-        if previous and previous != service.info.get("public"):
-            announce(f"tunnel {config.name!r} has a new public address: {service.info.get('public')}")
-    return tunnel
+    return TunnelLaunch(config, via, prov, supervisor.launch(spec, ready=ready))
 
 
 def start_ssh(
@@ -231,21 +250,31 @@ def start_ssh(
     probe = TunnelConfig(name=name, local_port=sshd_config.port or 22, proto="tcp",
                          options=dict(options or {}), binary=binary)
     check(probe, via)
-    server = sshd.ensure(sshd_config, progress=progress)
+    # sshd and the agent come up side by side: the agent only forwards to sshd's port.
+    pending = sshd.begin(sshd_config, progress=progress)
+    config = TunnelConfig(name=name, local_port=pending.port, proto="tcp",
+                          options=dict(options or {}), binary=binary)
+    access = {
+        "user": sshd_config.user,
+        "host_alias": host_alias,
+        "host_key_alias": pending.key.alias,
+        "known_hosts_line": pending.key.known_hosts_line(pending.key.alias),
+        "fingerprint": pending.key.fingerprint,
+    }
+    try:
+        agent = launch(config, via, extra_info={"ssh_access": access, "group": GROUP})
+    except BaseException:
+        pending.abort()
+        raise
+    try:
+        server = pending.wait()
+    except BaseException:
+        agent.abort()  # no tunnel to an sshd that did not come up
+        raise
     if server.reused:
         announce(f"colabmagic's sshd was already running on 127.0.0.1:{server.port}: reused it "
                  f"(host key {server.fingerprint})")
-    config = TunnelConfig(name=name, local_port=server.port, proto="tcp",
-                          options=dict(options or {}), binary=binary)
-    access = {
-        "user": server.user,
-        "host_alias": host_alias,
-        "host_key_alias": server.host_key_alias,
-        "known_hosts_line": server.known_hosts_line,
-        "fingerprint": server.fingerprint,
-    }
-    tunnel = start(config, via, timeout=timeout, announce=announce,
-                   extra_info={"ssh_access": access, "group": GROUP})
+    tunnel = agent.wait(timeout, announce)
     return tunnel, server
 
 
