@@ -338,6 +338,38 @@ class RcloneBackend:
                 return
             time.sleep(0.03)
 
+    def settle(self, deadline: float) -> None:
+        """Before the changed files are read: let rclone finish with what was just closed, so its
+        cache records are final (``local_copy`` relies on them)."""
+        self._wait_released(deadline, self._meta_root())
+
+    def local_copy(self, rel_path: str, size: int) -> Optional[str]:
+        """rclone's cache file for ``rel_path`` when it holds the whole file (``size`` bytes, every
+        range present by rclone's own record), to be read instead of going through FUSE (several
+        times faster); None when the cache holds only part of it, or nothing.
+
+        rclone writes every change into this file and records which ranges it
+        holds; a range it does not hold (a file partly read, then rewritten in
+        place) would read as zeros here, so then the mount is read instead.
+        """
+        meta_root = self._meta_root()
+        if meta_root is None:
+            return None
+        try:
+            record = json.loads((meta_root / rel_path).read_text())
+        except (OSError, ValueError):
+            return None
+        data = _data_root(meta_root)
+        if data is None:
+            return None
+        cached = data / rel_path
+        try:
+            if cached.stat().st_size != size or int(record.get("Size", -1)) != size:
+                return None
+        except OSError:
+            return None
+        return str(cached) if _ranges_cover(record.get("Rs") or [], size) else None
+
     # -- flush
     def flush(self, deadline: float) -> None:
         """Upload everything pending in the cache; the mountpoint is unmounted on return."""
@@ -514,16 +546,33 @@ def _held_by(pid: int, meta_root: Path, data_root: Path, dirty: Sequence[str]) -
     return [p for p in procfs.open_paths(pid) if p.startswith(meta_prefix) or p in data_files]
 
 
+def _data_root(meta_root: Path) -> Optional[Path]:
+    """rclone's cache files for the remote whose cache records are under ``meta_root``."""
+    try:
+        return cache_dir() / "vfs" / meta_root.relative_to(cache_dir() / "vfsMeta")
+    except ValueError:
+        return None
+
+
+def _ranges_cover(ranges: Sequence[Dict[str, Any]], size: int) -> bool:
+    """Whether rclone's recorded ranges ([{"Pos", "Size"}, ...]) cover bytes 0..size."""
+    covered = 0
+    for rng in sorted(ranges, key=lambda r: int(r.get("Pos", 0))):
+        pos, length = int(rng.get("Pos", 0)), int(rng.get("Size", 0))
+        if pos > covered:
+            break
+        covered = max(covered, pos + length)
+    return covered >= size
+
+
 def _rescue_cut_records(meta_root: Path) -> Dict[str, str]:
     """Keep a copy of every cached file whose metadata rclone left unreadable (it was stopped in
     the middle of saving it). The next rclone would delete such a file from its cache, and with
     it the only copy of a write not yet uploaded. Returns path -> where the copy is."""
     rescued: Dict[str, str] = {}
-    try:
-        relative = meta_root.relative_to(cache_dir() / "vfsMeta")
-    except ValueError:
+    data_root = _data_root(meta_root)
+    if data_root is None:
         return rescued
-    data_root = cache_dir() / "vfs" / relative
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for folder, _dirs, files in os.walk(meta_root):
         for name in files:

@@ -1,7 +1,7 @@
 """One sync, backend-independent: find what changed, flush, remount, verify on the remote, report.
 
-The order matters: changed files are hashed through the mount before it
-goes away; aria2 downloads into the mount are paused and files held open
+The order matters: changed files are hashed before the mount goes away
+(through the mount, or from rclone's complete cached copy); aria2 downloads into the mount are paused and files held open
 for writing are named before any unmount; the bare mountpoint is guarded
 while unmounted; the mount comes back (unless asked not to) even when the
 flush fails or times out; the snapshot moves forward only when every file
@@ -265,14 +265,21 @@ def _expected(backend: Backend, cfg: DriveConfig, changes: List[tracking.Change]
             progress(min(0.99, done[0] / total), f"{algo} of changed files")
 
     current = ""
+    settle = getattr(backend, "settle", None)
+    if settle is not None:
+        settle(deadline)
+    local_copy = getattr(backend, "local_copy", None)
     try:
         for change in changes:
             if change.kind == "deleted":
                 continue
             current = change.path
             full = os.path.join(cfg.mountpoint, change.path)
-            digest = tracking.file_hash(full, algo, deadline, hashed) if algo else None
-            expected[change.path] = (os.path.getsize(full), digest)
+            size = os.path.getsize(full)
+            # rclone's own complete copy of the file reads far faster than the file through FUSE.
+            source = (local_copy(change.path, size) if local_copy is not None and algo else None) or full
+            digest = tracking.file_hash(source, algo, deadline, hashed) if algo else None
+            expected[change.path] = (size, digest)
     except TimeoutError as err:
         names = ", ".join(c.path for c in changes[:20]) + (" ..." if len(changes) > 20 else "")
         raise DriveSyncTimeout(f"drive_sync timed out before the flush ({err}); not confirmed on the remote: {names}")
