@@ -335,6 +335,7 @@ class Launch:
         if proc is None:  # reused: it was already running and ready
             return service
         deadline = time.monotonic() + timeout
+        pause = 0.01  # short at first (most daemons answer within a few hundred ms), then 50 ms
         while True:
             run = service.run()
             if run.get("status") in ("failed", "exited", "backoff") or proc.poll() is not None:
@@ -352,7 +353,8 @@ class Launch:
                 raise ServiceError(
                     f"{service.name} was not ready within {timeout:.0f}s", log=service.log, details=details
                 )
-            time.sleep(0.05)
+            time.sleep(pause)
+            pause = min(0.05, pause * 1.5)
 
     def abort(self) -> None:
         """Stop it (a start that is no longer wanted); a reused service is left running."""
