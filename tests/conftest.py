@@ -11,14 +11,13 @@ accepts authorized_keys (as the default /var/lib/colabmagic).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
 
 import pytest
-from homes import safe_home_dir, stop_services_of
+from homes import moved_home, stop_services_of
 
 
 @pytest.fixture(autouse=True)
@@ -34,11 +33,8 @@ def cm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def safe_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """This test's colabmagic home moved outside /tmp (see ``safe_home_dir``)."""
-    home = safe_home_dir()
-    monkeypatch.setenv("COLABMAGIC_HOME", str(home))
-    yield home
-    stop_services_of(home)
-    shutil.rmtree(home, ignore_errors=True)
+    with moved_home(monkeypatch) as home:
+        yield home
 
 
 class Cell:

@@ -7,9 +7,12 @@ folder such as /tmp, so tests that need the home's own copy use
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
 SAFE_ROOT = Path.home() / ".cache" / "colabmagic-tests"
 
@@ -28,3 +31,15 @@ def safe_home_dir() -> Path:
     SAFE_ROOT.mkdir(parents=True, exist_ok=True)
     os.chmod(SAFE_ROOT, 0o700)
     return Path(tempfile.mkdtemp(prefix="home-", dir=SAFE_ROOT))
+
+
+@contextlib.contextmanager
+def moved_home(monkeypatch: Any) -> Iterator[Path]:
+    """``$COLABMAGIC_HOME`` set to a new ``safe_home_dir()``; its services stopped and it removed after."""
+    home = safe_home_dir()
+    monkeypatch.setenv("COLABMAGIC_HOME", str(home))
+    try:
+        yield home
+    finally:
+        stop_services_of(home)
+        shutil.rmtree(home, ignore_errors=True)

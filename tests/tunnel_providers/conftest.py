@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
-from homes import safe_home_dir, stop_services_of
+from homes import moved_home
 from standin_client import Frps, Page, _edge, standin
 
 from colabmagic.system import probes
@@ -25,11 +24,8 @@ from colabmagic.system import probes
 @pytest.fixture(autouse=True)
 def cm_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A colabmagic home outside /tmp: sshd's StrictModes refuses keys below a world-writable folder."""
-    home = safe_home_dir()
-    monkeypatch.setenv("COLABMAGIC_HOME", str(home))
-    yield home
-    stop_services_of(home)
-    shutil.rmtree(home, ignore_errors=True)
+    with moved_home(monkeypatch) as home:
+        yield home
 
 
 @pytest.fixture(autouse=True)
