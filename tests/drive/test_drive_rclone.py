@@ -179,6 +179,38 @@ def test_a_sync_straight_after_the_writes_is_verified_every_time(ip: Any, rclone
     assert tracking.is_mounted(str(mp))
 
 
+def test_a_new_file_another_process_keeps_open_for_reading_does_not_hold_the_sync(
+    ip: Any, rclone_env: Dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader (a log tailer, a data loader) keeps a file just written open: rclone rightly keeps
+    it open too, which is not a close still on its way to rclone, so the sync does not wait on it."""
+    import subprocess
+    import sys
+
+    from colabmagic.services.drive import rclone as rclone_backend
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    ip.cell("%%drive_sync\npass")  # mounts
+    data = os.urandom(MB)
+    ip.push({"DATA": data})
+    ip.cell(f"open({str(mp)!r} + '/train.log', 'wb').write(DATA)")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'rb'); f.read(); "
+         "print('open', flush=True); time.sleep(600)", str(mp / "train.log")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "open"
+        # Were the sync to wait for this file's release, it would wait past its own timeout.
+        monkeypatch.setattr(rclone_backend, "RELEASE_WAIT", 600.0)
+        report = ip.cell("%drive_sync --timeout 60").value
+        assert report.verified and [f.path for f in report.files] == ["train.log"]
+        assert sha256(remote / "train.log") == hashlib.sha256(data).hexdigest()
+    finally:
+        reader.kill()
+        reader.wait()
+
+
 def test_a_cache_record_cut_short_by_the_stop_is_named_and_its_bytes_are_kept(
     ip: Any, rclone_env: Dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Set, Tuple
 
 from ...system import paths
 
@@ -100,11 +100,9 @@ def resume_remembered(mountpoint: str) -> List[str]:
 
 # --- open files --------------------------------------------------------------
 
-def open_for_writing(mountpoint: str) -> List[Tuple[int, str, str]]:
-    """(pid, program, path) of every file under ``mountpoint`` some process holds open for writing."""
-    found = []
-    proc = Path("/proc")
-    for entry in proc.iterdir():
+def _open_under(mountpoint: str) -> Iterator[Tuple[Path, str, str]]:
+    """(process folder under /proc, fd name, path) of every file under ``mountpoint`` held open."""
+    for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -116,19 +114,31 @@ def open_for_writing(mountpoint: str) -> List[Tuple[int, str, str]]:
                 target = os.readlink(fd)
             except OSError:
                 continue
-            if not _under(target, mountpoint):
-                continue
+            if _under(target, mountpoint):
+                yield entry, fd.name, target
+
+
+def open_for_writing(mountpoint: str) -> List[Tuple[int, str, str]]:
+    """(pid, program, path) of every file under ``mountpoint`` some process holds open for writing."""
+    found = []
+    for entry, fd_name, target in _open_under(mountpoint):
+        try:
+            flags = int((entry / "fdinfo" / fd_name).read_text().split("flags:")[1].split()[0], 8)
+        except (OSError, IndexError, ValueError):
+            continue
+        if flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
             try:
-                flags = int((entry / "fdinfo" / fd.name).read_text().split("flags:")[1].split()[0], 8)
-            except (OSError, IndexError, ValueError):
-                continue
-            if flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
-                try:
-                    program = (entry / "comm").read_text().strip()
-                except OSError:
-                    program = "?"
-                found.append((int(entry.name), program, target))
+                program = (entry / "comm").read_text().strip()
+            except OSError:
+                program = "?"
+            found.append((int(entry.name), program, target))
     return found
+
+
+def open_paths(mountpoint: str) -> Set[str]:
+    """Paths, relative to ``mountpoint``, of the files under it that any process holds open."""
+    root = os.path.realpath(mountpoint)
+    return {os.path.relpath(target, root) for _entry, _fd, target in _open_under(mountpoint)}
 
 
 # --- the guard on the bare mountpoint ------------------------------------------
