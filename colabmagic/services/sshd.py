@@ -573,10 +573,6 @@ def current() -> Optional[Sshd]:
 
 
 def stop() -> bool:
+    """Stop colabmagic's sshd (its authorized_keys copy under /run goes with it: ``runtime_dirs``)."""
     service = supervisor.adopt(SERVICE)
-    user = str(service.info.get("user", DEFAULT_USER)) if service else DEFAULT_USER
-    ran = bool(service and service.stop())
-    served = served_keys_path(user)
-    if served != authorized_keys_path():
-        shutil.rmtree(served.parent, ignore_errors=True)
-    return ran
+    return bool(service and service.stop())

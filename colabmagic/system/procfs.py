@@ -138,8 +138,8 @@ def processes_with_env(key: str, value: str) -> List[int]:
     return found
 
 
-def open_paths(pid: int) -> List[str]:
-    """The paths of the files ``pid`` holds open (its /proc/PID/fd links; sockets and pipes left out)."""
+def open_files(pid: int) -> List[Tuple[str, str]]:
+    """(fd number, path) of every file ``pid`` holds open (from /proc/PID/fd; sockets and pipes left out)."""
     folder = f"/proc/{pid}/fd"
     try:
         names = os.listdir(folder)
@@ -152,8 +152,13 @@ def open_paths(pid: int) -> List[str]:
         except OSError:
             continue  # closed meanwhile
         if target.startswith("/"):
-            found.append(target)
+            found.append((name, target))
     return found
+
+
+def open_paths(pid: int) -> List[str]:
+    """The paths of the files ``pid`` holds open."""
+    return [path for _fd, path in open_files(pid)]
 
 
 def zombies_of(parent: int) -> List[int]:

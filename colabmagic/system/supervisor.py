@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,8 +69,6 @@ RUNTIME_ROOT = Path("/run/colabmagic")
 def _remove_runtime_dirs(rec: Dict[str, Any], keep: Sequence[str] = ()) -> None:
     """Remove the folders a service asked to have removed when it stops (``info["runtime_dirs"]``):
     only folders of ours, under ``/run/colabmagic`` or the colabmagic home."""
-    import shutil
-
     wanted = (rec.get("spec", {}).get("info") or {}).get("runtime_dirs") or []
     roots = (RUNTIME_ROOT.resolve(), paths.home().resolve())
     kept = {Path(str(k)).resolve() for k in keep}

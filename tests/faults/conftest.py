@@ -116,3 +116,4 @@ def desktop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     from colabmagic.services import vnc
 
     vnc.stop()
+

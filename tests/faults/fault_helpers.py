@@ -180,3 +180,17 @@ def free_display() -> int:
                 and not probes.port_open(5900 + number)):
             return number
     raise AssertionError("no free X display between :20 and :98")
+
+
+def release_drive_mount(mountpoint: Path) -> None:
+    """Stop the drive services, detach the mount and lift the guard, so the folder can go."""
+    from colabmagic.services.drive import writers
+    from colabmagic.system import supervisor
+
+    for name in ("drive-flush", "drive-rclone"):
+        svc = supervisor.adopt(name)
+        if svc is not None:
+            svc.stop()
+    subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True)
+    writers.unguard(str(mountpoint))
+    subprocess.run(["chattr", "-i", str(mountpoint)], capture_output=True)

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fault_helpers import free_display, rfb_login, time_until
+from fault_helpers import free_display, release_drive_mount, rfb_login, time_until
 
 from colabmagic.demo.webserver import FileServer, make_file
 from colabmagic.errors import ColabMagicError
@@ -147,12 +147,4 @@ def test_sigkill_rclone_mount(ip, tmp_path, cm_home, figures):
         figures.fault("SIGKILL of rclone mount", ok, took, how)
         assert ok, service.log_tail()
     finally:
-        for name in ("drive-flush", "drive-rclone"):
-            svc = supervisor.adopt(name)
-            if svc is not None:
-                svc.stop()
-        subprocess.run(["fusermount3", "-u", "-z", str(mp)], capture_output=True)
-        from colabmagic.services.drive import writers
-
-        writers.unguard(str(mp))
-        subprocess.run(["chattr", "-i", str(mp)], capture_output=True)
+        release_drive_mount(mp)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import nbformat
-from fault_helpers import free_display, relay_args
+from fault_helpers import free_display, relay_args, release_drive_mount
 
 from colabmagic.system import procfs, secrets, supervisor
 
@@ -163,14 +163,4 @@ def test_secrets_never_leak_and_every_listener_is_on_loopback(ip, cm_home, relay
         assert {"sshd", "tunnel-ssh", "vnc-xserver", "vnc-web", "aria2", "drive-rclone"} <= set(names)
         assert checked >= 5 and off == []
     finally:
-        for name in ("drive-flush", "drive-rclone"):
-            svc = supervisor.adopt(name)
-            if svc is not None:
-                svc.stop()
-        import subprocess
-
-        subprocess.run(["fusermount3", "-u", "-z", str(mp)], capture_output=True)
-        from colabmagic.services.drive import writers
-
-        writers.unguard(str(mp))
-        subprocess.run(["chattr", "-i", str(mp)], capture_output=True)
+        release_drive_mount(mp)

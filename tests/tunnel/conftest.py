@@ -8,22 +8,12 @@ as the default /var/lib/colabmagic is.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import pytest
 
 from colabmagic.demo import relay as demo_relay
 from colabmagic.system import probes
-
-
-@pytest.fixture(autouse=True)
-def _stop_sshd(cm_home: Path) -> Iterator[None]:
-    """Stop our sshd through its own stop(), which also removes its authorized_keys copy under /run."""
-    yield
-    from colabmagic.services import sshd
-
-    sshd.stop()
 
 
 def _relay_args(r: demo_relay.Relay, remote_port: Optional[int] = None) -> str:

@@ -25,11 +25,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ...errors import ColabMagicError, ServiceError
 from ...system import installer, paths, probes, procfs, secrets, supervisor
-from . import tracking
+from . import tracking, writers
 from .config import DriveConfig
 
 MOUNT_SERVICE = "drive-rclone"
@@ -271,8 +271,6 @@ class RcloneBackend:
         if self.mounted():
             return
         os.makedirs(mp, exist_ok=True)
-        from . import writers
-
         writers.unguard(mp)
         if tracking.mount_alive(mp):
             raise ColabMagicError(f"something else is mounted at {mp}; unmount it or choose another --path")
@@ -324,23 +322,22 @@ class RcloneBackend:
         svc = self.service()
         if svc is None or meta_root is None or svc.pid is None:
             return
+        data_root = _data_root(meta_root)
+        if data_root is None:
+            return
         port, pid = int(svc.info["rc_port"]), svc.pid
         until = min(deadline, time.monotonic() + RELEASE_WAIT)
         settled = 0
         while time.monotonic() < until:
             stats = _cache_stats(port)
             dirty = _dirty_files(meta_root)
-            data_root = Path(stats["path"]) if stats and stats.get("path") else meta_root.parent
-            held = _held_by(pid, meta_root, data_root, dirty)
-            if held and not any(h.startswith(str(meta_root)) for h in held):
+            records_open, held = _held_by(pid, meta_root, data_root, dirty)
+            if held and not records_open:
                 # A dirty file some process still has open (only for reading: writers are refused
                 # before this) is rightly open in rclone too; no release is pending for it.
-                from . import writers
-
-                in_use = {str(data_root / rel) for rel in writers.open_paths(self.config.mountpoint)}
-                held = [h for h in held if h not in in_use]
+                held = sorted(set(held) - writers.open_paths(self.config.mountpoint))
             queued = int(stats["uploadsQueued"]) + int(stats["uploadsInProgress"]) if stats else -1
-            settled = settled + 1 if stats is not None and len(dirty) <= queued and not held else 0
+            settled = settled + 1 if stats is not None and len(dirty) <= queued and not (records_open or held) else 0
             if settled >= 2:
                 return
             time.sleep(0.03)
@@ -517,40 +514,46 @@ def _upload_failures(log: Path, since: int) -> Dict[str, Tuple[int, str]]:
     return found
 
 
-def _dirty_files(meta_root: Path) -> List[str]:
-    """Files rclone's cache still marks dirty (written but not uploaded).
+def _records(meta_root: Path) -> Iterator[Tuple[str, Optional[Dict[str, Any]]]]:
+    """(path, record) of every cache record under ``meta_root``; record None when unreadable.
 
-    rclone rewrites a metadata file in place (truncate, then write), so a
-    read can catch it empty or half written: such a file is read again, and
-    counted as dirty while it stays unreadable (it is in rclone's hands).
+    rclone rewrites a record in place (truncate, then write), so a read can
+    catch it empty or half written: an unreadable record is read again twice
+    before it is given as None. A record removed meanwhile is left out.
     """
-    dirty: List[str] = []
     if not meta_root.is_dir():
-        return dirty
+        return
     for folder, _dirs, files in os.walk(meta_root):
         for name in files:
             path = Path(folder) / name
+            record: Optional[Dict[str, Any]] = None
             for attempt in range(3):
                 try:
-                    is_dirty = bool(json.loads(path.read_text()).get("Dirty"))
+                    record = json.loads(path.read_text())
                     break
                 except FileNotFoundError:
-                    is_dirty = False  # removed meanwhile: the file was deleted or dropped from the cache
                     break
                 except (OSError, ValueError):
-                    is_dirty = True  # being rewritten right now
                     time.sleep(0.02 * (attempt + 1))
-            if is_dirty:
-                dirty.append(str(path.relative_to(meta_root)).replace(os.sep, "/"))
-    return sorted(dirty)
+            else:
+                yield str(path.relative_to(meta_root)).replace(os.sep, "/"), None
+                continue
+            if record is not None:
+                yield str(path.relative_to(meta_root)).replace(os.sep, "/"), record
 
 
-def _held_by(pid: int, meta_root: Path, data_root: Path, dirty: Sequence[str]) -> List[str]:
-    """Files of rclone's cache that rclone has open: any metadata file, and the cache file of a
-    dirty one."""
+def _dirty_files(meta_root: Path) -> List[str]:
+    """Files rclone's cache still marks dirty (written but not uploaded); an unreadable record
+    counts as dirty (it is in rclone's hands)."""
+    return sorted(rel for rel, record in _records(meta_root) if record is None or record.get("Dirty"))
+
+
+def _held_by(pid: int, meta_root: Path, data_root: Path, dirty: Sequence[str]) -> Tuple[bool, List[str]]:
+    """What of its cache rclone has open: any record (True), and which dirty files' cache files."""
     meta_prefix = str(meta_root).rstrip(os.sep) + os.sep
-    data_files = {str(data_root / rel) for rel in dirty}
-    return [p for p in procfs.open_paths(pid) if p.startswith(meta_prefix) or p in data_files]
+    by_path = {str(data_root / rel): rel for rel in dirty}
+    opened = procfs.open_paths(pid)
+    return any(p.startswith(meta_prefix) for p in opened), [by_path[p] for p in opened if p in by_path]
 
 
 def _data_root(meta_root: Path) -> Optional[Path]:
@@ -573,33 +576,23 @@ def _ranges_cover(ranges: Sequence[Dict[str, Any]], size: int) -> bool:
 
 
 def _rescue_cut_records(meta_root: Path) -> Dict[str, str]:
-    """Keep a copy of every cached file whose metadata rclone left unreadable (it was stopped in
-    the middle of saving it). The next rclone would delete such a file from its cache, and with
-    it the only copy of a write not yet uploaded. Returns path -> where the copy is."""
+    """Keep a copy of every cached file whose record rclone left unreadable (it was stopped in the
+    middle of saving it). The next rclone would delete such a file from its cache, and with it the
+    only copy of a write not yet uploaded. Returns path -> where the copy is."""
     rescued: Dict[str, str] = {}
     data_root = _data_root(meta_root)
     if data_root is None:
         return rescued
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for folder, _dirs, files in os.walk(meta_root):
-        for name in files:
-            record = Path(folder) / name
-            try:
-                json.loads(record.read_text())
-                continue
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError):
-                pass
-            rel = str(record.relative_to(meta_root)).replace(os.sep, "/")
-            source = data_root / rel
-            if not source.is_file():
-                continue
-            target = drive_dir() / "rescued" / stamp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(drive_dir() / "rescued", 0o700)
-            shutil.copy2(source, target)
-            rescued[rel] = str(target)
+    for rel, record in _records(meta_root):
+        source = data_root / rel
+        if record is not None or not source.is_file():
+            continue
+        target = drive_dir() / "rescued" / stamp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(drive_dir() / "rescued", 0o700)
+        shutil.copy2(source, target)
+        rescued[rel] = str(target)
     return rescued
 
 

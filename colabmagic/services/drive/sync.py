@@ -1,8 +1,9 @@
 """One sync, backend-independent: find what changed, flush, remount, verify on the remote, report.
 
 The order matters: changed files are hashed before the mount goes away
-(through the mount, or from rclone's complete cached copy); aria2 downloads into the mount are paused and files held open
-for writing are named before any unmount; the bare mountpoint is guarded
+(through the mount, or from rclone's complete cached copy); aria2
+downloads into the mount are paused and files held open for writing are
+named before any unmount; the bare mountpoint is guarded
 while unmounted; the mount comes back (unless asked not to) even when the
 flush fails or times out; the snapshot moves forward only when every file
 was confirmed, so a failed file is checked again next time.

@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Set, Tuple
 
-from ...system import paths
+from ...system import paths, procfs
 
 
 def _under(path: Optional[str], root: str) -> bool:
@@ -100,45 +100,35 @@ def resume_remembered(mountpoint: str) -> List[str]:
 
 # --- open files --------------------------------------------------------------
 
-def _open_under(mountpoint: str) -> Iterator[Tuple[Path, str, str]]:
-    """(process folder under /proc, fd name, path) of every file under ``mountpoint`` held open."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fds = list((entry / "fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
+def _open_under(mountpoint: str) -> Iterator[Tuple[int, str, str]]:
+    """(pid, fd number, path) of every file under ``mountpoint`` some process holds open."""
+    for pid in procfs.pids():
+        for fd, target in procfs.open_files(pid):
             if _under(target, mountpoint):
-                yield entry, fd.name, target
+                yield pid, fd, target
 
 
 def open_for_writing(mountpoint: str) -> List[Tuple[int, str, str]]:
     """(pid, program, path) of every file under ``mountpoint`` some process holds open for writing."""
     found = []
-    for entry, fd_name, target in _open_under(mountpoint):
+    for pid, fd, target in _open_under(mountpoint):
         try:
-            flags = int((entry / "fdinfo" / fd_name).read_text().split("flags:")[1].split()[0], 8)
+            flags = int(Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8)
         except (OSError, IndexError, ValueError):
             continue
         if flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
             try:
-                program = (entry / "comm").read_text().strip()
+                program = Path(f"/proc/{pid}/comm").read_text().strip()
             except OSError:
                 program = "?"
-            found.append((int(entry.name), program, target))
+            found.append((pid, program, target))
     return found
 
 
 def open_paths(mountpoint: str) -> Set[str]:
     """Paths, relative to ``mountpoint``, of the files under it that any process holds open."""
     root = os.path.realpath(mountpoint)
-    return {os.path.relpath(target, root) for _entry, _fd, target in _open_under(mountpoint)}
+    return {os.path.relpath(target, root) for _pid, _fd, target in _open_under(mountpoint)}
 
 
 # --- the guard on the bare mountpoint ------------------------------------------

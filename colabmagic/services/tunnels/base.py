@@ -69,8 +69,8 @@ class Provider:
 
 
 # The client's order decides the cipher. OpenSSH clients prefer chacha20-poly1305, which is
-# about half as fast as AES-GCM on CPUs with AES instructions (every cloud VM and laptop):
-# measured 2.04x vs 1.18x over the recipe through the tunnel (benchmarks/RESULTS.md).
+# about half as fast as AES-GCM on CPUs with AES instructions (every cloud VM and laptop);
+# see the throughput row in benchmarks/RESULTS.md.
 CLIENT_CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com"
 
 
