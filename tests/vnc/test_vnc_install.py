@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
-from urllib.parse import urlsplit
+import os
+import subprocess
 
 import pytest
 from vnc_helpers import capture_until_xfce
@@ -15,35 +14,23 @@ from colabmagic.system import environment, installer
 REMOVABLE = ["tigervnc-standalone-server", "tigervnc-tools", "xfce4-terminal", "novnc", "websockify"]
 
 
-def _archive_reachable() -> bool:
-    """Does the first archive apt really uses (not a commented-out one) answer on port 80 or 443?"""
-    hosts = []
-    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    for path in files:
-        try:
-            lines = path.read_text().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            words = line.split()
-            if words and (words[0] in ("deb", "URIs:")):
-                hosts += [urlsplit(w).hostname for w in words[1:] if w.startswith(("http://", "https://"))]
-    for host in [h for h in hosts if h][:1]:
-        for port in (80, 443):
-            try:
-                with socket.create_connection((host, port), timeout=5):
-                    return True
-            except OSError:
-                continue
-    return False
+def _debs_in_apt_cache() -> bool:
+    """Fetch the packages' .deb files into apt's cache first (apt's own download from the Debian
+    registry, nothing else), so removing them can never leave this machine without them."""
+    r = subprocess.run(
+        ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "--reinstall", "--download-only", "--no-install-recommends", *REMOVABLE],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    return r.returncode == 0
 
 
 @pytest.mark.slow
 def test_start_installs_what_is_missing(ip, display_number, tmp_path):
     if not environment.is_root():
         pytest.skip("installing Debian packages needs root")
-    if not _archive_reachable():
-        pytest.skip("the Debian archive is not reachable from here")
+    if not _debs_in_apt_cache():
+        pytest.skip("apt could not fetch the packages from the Debian archive")
     installer.remove_packages(REMOVABLE)
     assert installer.missing(REMOVABLE) == REMOVABLE
     c = ip.cell(f"d = %vnc start --web --display :{display_number}")
