@@ -6,17 +6,15 @@ really carry traffic on loopback; standin_client.py reaches them.
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 import pytest
 from homes import moved_home
-from standin_client import Frps, Page, _edge, standin
+from standin_client import Frps, Page, _edge
 
 from colabmagic.system import probes
 
@@ -56,42 +54,10 @@ def page(tmp_path: Path) -> Iterator[Page]:
         proc.wait(timeout=10)
 
 
-class FrpsProcess(Frps):
-    """The running frps stand-in; ``restart()`` stops it and starts it again on the same ports."""
-
-    def __init__(self, port: int, vhost_port: int, token: str, config: Path, log: Path):
-        super().__init__(port, vhost_port, token)
-        self.config = config
-        self.log = log
-        self.proc: Optional[subprocess.Popen] = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([standin("frps"), "-c", str(self.config)], stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        assert probes.wait_for(lambda: probes.port_open(self.port), 20), self.log.read_text()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
 @pytest.fixture
-def frps(tmp_path: Path) -> Iterator[FrpsProcess]:
+def frps(tmp_path: Path) -> Iterator[Frps]:
     """The user's frp server (stand-in) on loopback, with a token and TLS required."""
-    token = "frp-" + secrets.token_hex(12)
-    port, vhost = probes.free_port(), probes.free_port()
-    config = tmp_path / "frps.toml"
-    config.write_text(
-        f'bindAddr = "127.0.0.1"\nbindPort = {port}\nvhostHTTPPort = {vhost}\nproxyBindAddr = "127.0.0.1"\n'
-        f'auth.method = "token"\nauth.token = "{token}"\ntransport.tls.force = true\n'
-    )
-    server = FrpsProcess(port, vhost, token, config, tmp_path / "frps.log")
+    server = Frps(tmp_path)
     server.start()
     try:
         yield server

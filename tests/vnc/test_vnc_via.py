@@ -95,39 +95,22 @@ def test_a_provider_that_cannot_work_here_is_refused_before_anything_starts(ip, 
 @pytest.fixture
 def frps(tmp_path: Path):
     """The user's frp server (the frps stand-in) on loopback: token auth, TLS required."""
-    import os
-    import secrets as random
-    import signal
-    import subprocess
+    sys.path.insert(0, str(STANDINS))
+    from frps_server import FrpsServer
 
-    from colabmagic.system import probes
-
-    token = "frp-" + random.token_hex(12)
-    port, vhost = probes.free_port(), probes.free_port()
-    config = tmp_path / "frps.toml"
-    config.write_text(
-        f'bindAddr = "127.0.0.1"\nbindPort = {port}\nvhostHTTPPort = {vhost}\nproxyBindAddr = "127.0.0.1"\n'
-        f'auth.method = "token"\nauth.token = "{token}"\ntransport.tls.force = true\n'
-    )
-    log = tmp_path / "frps.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([str(STANDINS / "frps"), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    server = FrpsServer(tmp_path)
+    server.start()
     try:
-        assert probes.wait_for(lambda: probes.port_open(port), 20), log.read_text()
-        yield port, token
+        yield server
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
+        server.stop()
 
 
 def test_vnc_port_through_an_frp_tcp_tunnel_serves_a_vnc_client(ip, display_number, edge, frps, tmp_path,
                                                                   monkeypatch):
-    port, token = frps
-    monkeypatch.setenv("FRP_TOKEN", token)
+    monkeypatch.setenv("FRP_TOKEN", frps.token)
     ip.cell(f"%config TunnelMagics.frpc_path = '{STANDINS / 'frpc'}'")
-    ip.cell(f"%config TunnelMagics.frp_server = '127.0.0.1:{port}'")
+    ip.cell(f"%config TunnelMagics.frp_server = '{frps.server}'")
     desktop = ip.cell(f"%vnc start --via frp --display :{display_number}").value
     tunnel = ip.user_ns["_colabmagic"].tunnels["vnc"]
     assert tunnel.provider == "frp" and tunnel.local_port == desktop.port
