@@ -70,3 +70,7 @@ class BadInputError(ColabMagicError):
 
 class NotRootError(ColabMagicError):
     """colabmagic needs root or passwordless sudo for this step."""
+
+
+class UnsafeHomeError(ColabMagicError):
+    """$COLABMAGIC_HOME is not a real folder that only this user can write to."""

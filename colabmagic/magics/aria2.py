@@ -11,6 +11,7 @@ from IPython.utils.process import arg_split
 from traitlets import Bool, Float, Int, Unicode
 from traitlets import List as TList
 
+from . import shown_once
 from .base import ColabMagicsBase, make_parser, subcommand_help
 
 parser = make_parser("aria2", "Download files in the background with aria2 (survives cell and kernel restarts).")
@@ -168,7 +169,7 @@ class Aria2Magics(ColabMagicsBase):
                 return StatusWatch(daemon, args.gid)
             return daemon.status(args.gid)
         if command == "rpc":
-            print(daemon.rpc_card())
+            shown_once.show_secret(self.shell, daemon.rpc_card(), again="`%aria2 rpc` shows it again")
             return None
         gid = None if args.all_downloads else args.gid
         done: List[str] = getattr(daemon, command)(gid)

@@ -16,7 +16,8 @@ from traitlets import Float, Int, Unicode
 from traitlets import List as ListTrait
 
 from .. import display
-from ..system import environment, probes, supervisor
+from ..system import environment, probes, secrets, supervisor
+from . import shown_once
 from .base import ColabMagicsBase, lazy_import, make_parser
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ _ssh.add_argument("--key-file", action="append", default=[], metavar="PATH", hel
 _ssh.add_argument("--github", action="append", default=[], metavar="USER", help="authorize USER's GitHub keys")
 _ssh.add_argument("--password", action="store_true", help="also allow a generated password (shown once)")
 _ssh.add_argument("--user", help="the login user (default: root)")
+_ssh.add_argument("--allow-forwarding", action="store_true",
+                  help="let a --user other than root forward ports (ssh -L); root always may")
 _ssh.add_argument("--port", metavar="N", help="sshd's loopback port (default: remembered, else a free one)")
 _ssh.add_argument("--env", action="append", default=[], metavar="NAME",
                   help="also pass this kernel variable to SSH sessions")
@@ -223,6 +226,7 @@ class TunnelMagics(ColabMagicsBase):
             keys=keys,
             password=bool(args.password),
             env_names=tuple(dict.fromkeys(list(self.ssh_env) + list(args.env))),
+            allow_forwarding=bool(args.allow_forwarding),
         )
         tunnel, server = tunnels.start_ssh(
             config, via, options=self._options(args), binary=self._binary(via),
@@ -233,7 +237,12 @@ class TunnelMagics(ColabMagicsBase):
         shown = server.password.reveal() if (args.password and server.password) else None
         record = supervisor.adopt(tunnels.service_name(tunnel.name))
         relay = record.info.get("relay") if (record and tunnel.provider == "ssh") else None
-        print(ssh_instructions(tunnel, server, shown, relay))
+        print(ssh_instructions(tunnel, server, None, relay))
+        if shown:
+            shown_once.show_secret(
+                self.shell, f"Password for {server.user} (shown this once because you asked; key login still works): "
+                f"{shown}", again=f"it is kept in {secrets.secret_path(sshd.PASSWORD_SECRET)} (mode 0600) while sshd "
+                "runs; `%tunnel ssh ... --password` again makes a new one")
         if environment.is_hosted_colab():
             print("\n" + environment.COLAB_TERMS)
         return tunnel
@@ -264,7 +273,9 @@ class TunnelMagics(ColabMagicsBase):
         where = tunnel.public_url or f"http://{tunnel.public_host}:{tunnel.public_port}/"
         print(f"JupyterLab (127.0.0.1:{lab.port}, root {lab.root_dir}) is reachable at {where}")
         if args.show_token and lab.token:
-            print(f"login URL (shown because you asked): {where.rstrip('/')}/lab?token={lab.token.reveal()}")
+            shown_once.show_secret(
+                self.shell, f"login URL (shown because you asked): {where.rstrip('/')}/lab?token={lab.token.reveal()}",
+                again=f"`%tunnel jupyter --show-token` shows it again (the token is kept in {jupyter.token_file()})")
         else:
             print("it asks for a token: `%tunnel jupyter --show-token` prints the login URL "
                   f"(the token is kept in {jupyter.token_file()}, mode 0600)")

@@ -9,6 +9,7 @@ from IPython.core.magic import line_magic, magics_class
 from traitlets import Float, Int, Unicode
 
 from ..system import environment
+from . import shown_once
 from .base import ColabMagicsBase, lazy_import, make_parser
 
 vnc = lazy_import("colabmagic.services.vnc")
@@ -59,7 +60,8 @@ class VncMagics(ColabMagicsBase):
             if secret is None:
                 print("no VNC password yet: %vnc start makes one")
                 return None
-            print(f"VNC password: {secret.reveal()}")
+            shown_once.show_secret(self.shell, f"VNC password: {secret.reveal()}",
+                                   again="`%vnc password` shows it again")
             return None
         if command == "screenshot":
             from IPython.display import Image

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BadInputError, NotRootError, ServiceError
-from ..system import environment, installer, paths, probes, secrets, supervisor
+from ..system import daemon_environment, environment, installer, paths, probes, secrets, supervisor
 
 SERVICE = "sshd"
 GROUP = "ssh"
@@ -67,6 +67,7 @@ class SshdConfig:
     keys: Tuple[str, ...] = ()  # validated public key lines
     password: bool = False
     env_names: Tuple[str, ...] = ()
+    allow_forwarding: bool = False  # TCP forwarding for a user other than root (root always has it)
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,8 @@ def session_environment(extra_names: Sequence[str] = (), source: Optional[Dict[s
     """The kernel variables an SSH session should see (spec section 2)."""
     env = dict(os.environ if source is None else source)
     names = [n for n in ENV_FIXED if n in env]
-    names += sorted(n for n in env if n.startswith(ENV_PREFIXES))
+    # A COLAB_*/CUDA_*... variable named like a credential is left out unless named with --env.
+    names += sorted(n for n in env if n.startswith(ENV_PREFIXES) and not daemon_environment.secret_like(n))
     for name in extra_names:
         if not ENV_NAME.match(name):
             raise BadInputError(f"--env: not an environment variable name: {name!r}")
@@ -395,8 +397,39 @@ def _quoted(path: Path, tokens: bool = False) -> str:
     return f'"{text}"' if any(ch.isspace() for ch in text) else text
 
 
-def render_config(port: int, user: str, key: HostKey, password: bool, env: Dict[str, str]) -> str:
-    """Our sshd_config, from data: re-running with the same inputs gives the same bytes."""
+# Sized to the 50 parallel logins of the load test (tests/faults/test_load.py) with some room, and no
+# larger: every login arrives from 127.0.0.1 through the tunnel, so sshd's default (10:30:100) would
+# drop an IDE's or a parallel job's burst before it authenticates; beyond 60, unauthenticated
+# connections start being refused at random (30%), and none beyond 100.
+MAX_STARTUPS = "60:30:100"
+MAX_AUTH_TRIES = 3
+LOGIN_GRACE_TIME = 30
+PENALTIES_FROM = (9, 8)  # OpenSSH 9.8 added PerSourcePenalties, on by default
+
+
+def parse_version(text: str) -> Optional[Tuple[int, int]]:
+    """(major, minor) from OpenSSH's version banner ("OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL ...")."""
+    found = re.search(r"OpenSSH_(\d+)\.(\d+)", text)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def sshd_version(binary: str) -> Optional[Tuple[int, int]]:
+    """The version of ``binary``: ``sshd -V`` (9.x and later); older ones print it in their usage text."""
+    try:
+        result = subprocess.run([binary, "-V"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_version(result.stdout + result.stderr)
+
+
+def render_config(port: int, user: str, key: HostKey, password: bool, env: Dict[str, str],
+                  forwarding: bool = True, version: Optional[Tuple[int, int]] = None) -> str:
+    """Our sshd_config, from data: re-running with the same inputs gives the same bytes.
+
+    ``forwarding``: TCP forwarding (``ssh -L``, for VNC and the aria2 RPC), which reaches every
+    loopback daemon; root always has it, another user only when asked. ``version``: sshd's, for
+    the settings only some versions know.
+    """
     folder = state_dir()
     lines = [
         "# colabmagic's own sshd. Written whole by colabmagic; the system sshd is not used or changed.",
@@ -415,17 +448,23 @@ def render_config(port: int, user: str, key: HostKey, password: bool, env: Dict[
         "PermitEmptyPasswords no",
         "UsePAM no",
         "PermitUserEnvironment no",
-        "AllowTcpForwarding yes",
+        f"AllowTcpForwarding {'yes' if forwarding else 'no'}",
+        f"AllowStreamLocalForwarding {'yes' if forwarding else 'no'}",
         "X11Forwarding no",
         "PrintMotd no",
         "ClientAliveInterval 30",
         "ClientAliveCountMax 4",
-        # Every login arrives from 127.0.0.1 through the tunnel, so sshd's default throttle (10:30:100)
-        # would randomly drop an IDE's or a parallel job's burst of connections before they authenticate.
-        "MaxStartups 100:30:200",
+        f"MaxStartups {MAX_STARTUPS}",
+        f"MaxAuthTries {MAX_AUTH_TRIES}",
+        f"LoginGraceTime {LOGIN_GRACE_TIME}",
         "Subsystem sftp internal-sftp",
         "LogLevel INFO",
     ]
+    if version is not None and version >= PENALTIES_FROM:
+        # Every tunnelled client, the owner included, comes from 127.0.0.1: per-source penalties would
+        # let a stranger's failed logins lock the owner out. MaxAuthTries, LoginGraceTime and
+        # MaxStartups bound what a stranger can do instead.
+        lines.append("PerSourcePenalties no")
     if env:
         lines.append("SetEnv " + " ".join(f'"{name}={value}"' for name, value in sorted(env.items())))
     return "\n".join(lines) + "\n"
@@ -439,16 +478,80 @@ def _check_config(binary: str, path: Path) -> None:
                            details=result.stderr.strip().splitlines()[-10:])
 
 
-def _set_password(user: str) -> secrets.Secret:
-    """The stored password (generated once), set for ``user`` through chpasswd's stdin."""
-    password = secrets.load(PASSWORD_SECRET) or secrets.generate_password(24)
-    secrets.store(PASSWORD_SECRET, password)
+def _shadow_field(user: str) -> Optional[str]:
+    """The password field of ``user`` in /etc/shadow (a hash, ``!...`` locked, ``*``, or empty)."""
+    try:
+        for line in Path("/etc/shadow").read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == user and len(fields) > 1:
+                return fields[1]
+    except OSError:
+        pass
+    return None
+
+
+def _restore_path() -> Path:
+    """The account's password state from before ``--password`` (0600), to put back on stop."""
+    return state_dir() / "password_restore.json"
+
+
+def _chpasswd(line: str, encrypted: bool) -> None:
+    """``user:password`` (or ``user:hash`` with ``encrypted``) through chpasswd's stdin, never argv."""
     chpasswd = shutil.which("chpasswd") or "/usr/sbin/chpasswd"
-    result = subprocess.run([chpasswd], input=f"{user}:{password.reveal()}\n", capture_output=True, text=True)
+    result = subprocess.run([chpasswd, *(["-e"] if encrypted else [])], input=line + "\n",
+                            capture_output=True, text=True)
     if result.returncode != 0:
-        raise ServiceError(f"could not set the password for {user} (chpasswd failed)",
-                           details=[line for line in result.stderr.splitlines() if line][-3:])
+        user = line.partition(":")[0]
+        raise ServiceError(f"could not set the password of {user} (chpasswd failed)",
+                           details=[out for out in result.stderr.splitlines() if out][-3:])
+
+
+def _set_password(user: str) -> secrets.Secret:
+    """A new password for ``user`` (one per ``--password`` start); the account's old state is kept to restore."""
+    import json
+
+    saved = _saved_password_state()
+    if saved is not None and saved.get("user") != user:
+        restore_password()
+        saved = None
+    if saved is None:
+        previous = _shadow_field(user)
+        if previous is None:
+            raise ServiceError(f"could not read the password state of {user} from /etc/shadow")
+        paths.write_file(_restore_path(), json.dumps({"user": user, "field": previous}), mode=0o600)
+    password = secrets.generate_password(24)
+    secrets.store(PASSWORD_SECRET, password)
+    _chpasswd(f"{user}:{password.reveal()}", encrypted=False)
     return password
+
+
+def _saved_password_state() -> Optional[Dict[str, str]]:
+    import json
+
+    try:
+        data = json.loads(_restore_path().read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("field"), str) else None
+
+
+def restore_password() -> bool:
+    """Put back the password state the account had before ``--password`` (run when sshd stops).
+
+    True when something was restored. The generated password is forgotten.
+    """
+    saved = _saved_password_state()
+    if saved is None:
+        return False
+    user = str(saved.get("user", ""))
+    if USER_NAME.match(user) and _shadow_field(user) is not None:
+        _chpasswd(f"{user}:{saved['field']}", encrypted=True)
+    _restore_path().unlink()
+    try:
+        secrets.secret_path(PASSWORD_SECRET).unlink()
+    except FileNotFoundError:
+        pass
+    return True
 
 
 def _profile_hook() -> None:
@@ -514,7 +617,8 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None) -> PendingSsh
             )
     key = host_key()
     port = _choose_port(config.port)
-    text = render_config(port, config.user, key, config.password, env)
+    forwarding = config.user == "root" or config.allow_forwarding
+    text = render_config(port, config.user, key, config.password, env, forwarding, sshd_version(binary))
     running = supervisor.adopt(SERVICE)
     if running is None or running.info.get("port") != port:
         supervisor.check_port_free(port, "colabmagic's sshd")
@@ -538,7 +642,6 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None) -> PendingSsh
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
     _check_config(binary, path)
     _profile_hook()
-    password = _set_password(config.user) if config.password else None
     spec = supervisor.ServiceSpec(
         name=SERVICE,
         argv=[binary, "-D", "-e", "-f", str(path)],
@@ -554,9 +657,19 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None) -> PendingSsh
             "host_key": key.fingerprint,
             # The served copy of authorized_keys (when not under our home) goes when sshd stops.
             "runtime_dirs": [str(served.parent)] if served != keys_file else [],
+            # However sshd is stopped, the account gets back the password state it had before.
+            "on_stop": f"{__name__}:restore_password",
         },
     )
     launch = supervisor.launch(spec, ready=lambda: probes.banner(port, b"SSH-"))
+    # After the launch: replacing a running sshd (its stop restores the old state) comes first.
+    try:
+        password = _set_password(config.user) if config.password else None
+        if not config.password:
+            restore_password()
+    except ServiceError:
+        launch.abort()
+        raise
     return PendingSshd(port=port, launch=launch, key=key, password=password)
 
 

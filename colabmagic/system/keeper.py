@@ -121,6 +121,7 @@ class Keeper:
             libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         except (OSError, AttributeError):
             pass
+        # The keeper's own environment is the minimal one the supervisor built (never the kernel's).
         env = dict(os.environ)
         env.update(self.spec.get("env") or {})
         backoff_floor = float(self.spec.get("backoff_min", 0.5))

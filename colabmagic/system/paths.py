@@ -8,14 +8,21 @@ restart can find it again and a user can inspect or delete it in one place.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+
+from ..errors import UnsafeHomeError
 
 HOME_ENV = "COLABMAGIC_HOME"
 OFFLINE_ENV = "COLABMAGIC_OFFLINE"
 
 
 def home() -> Path:
-    """The state folder: $COLABMAGIC_HOME, else a per-user default (spec section 1)."""
+    """The state folder: $COLABMAGIC_HOME, else a per-user default (spec section 1).
+
+    It must be a real folder owned by this user that no one else can write to
+    (``check_home``): the keeper runs as root whatever a spec file there says.
+    """
     explicit = os.environ.get(HOME_ENV)
     if explicit:
         path = Path(explicit)
@@ -23,9 +30,37 @@ def home() -> Path:
         path = Path("/var/lib/colabmagic")
     else:
         path = Path.home() / ".local" / "state" / "colabmagic"
-    path.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    check_home(path)
     os.chmod(path, 0o700)
     return path
+
+
+def check_home(path: Path) -> None:
+    """Raise UnsafeHomeError unless ``path`` is a folder (not a symlink) owned by us, not group/other-writable.
+
+    A home another local user made first (say under /tmp) would let that user
+    swap a spec file between its write and the keeper's read.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise UnsafeHomeError(f"colabmagic's home {path} cannot be used: {exc.strerror}") from None
+    fix = f"set {HOME_ENV} to a folder of your own, or remove {path} so colabmagic makes it"
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeHomeError(f"colabmagic's home {path} is a symlink, not a real folder: {fix}")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeHomeError(f"colabmagic's home {path} is not a folder: {fix}")
+    if st.st_uid != os.geteuid():
+        raise UnsafeHomeError(f"colabmagic's home {path} belongs to uid {st.st_uid}, not to you "
+                              f"(uid {os.geteuid()}): {fix}")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeHomeError(f"colabmagic's home {path} is writable by other users (mode "
+                              f"{oct(stat.S_IMODE(st.st_mode))}): `chmod 700 {path}`, or {fix}")
 
 
 def subdir(name: str) -> Path:

@@ -8,7 +8,8 @@ re-adopts a service when the recorded keeper or daemon is still the same
 process (pid + start time + command line). Every process we start carries a
 per-start token in its environment, so a stop finds the daemon's
 descendants even if they left its process group, and never touches a
-process that lacks the token.
+process that lacks the token. Daemons start with a minimal environment
+(daemon_environment.py), never the kernel's, which holds the user's tokens.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import PortInUseError, ServiceError, log_tail
-from . import paths, procfs
+from . import daemon_environment, paths, procfs
 from .procfs import ProcessIdentity
 
 TOKEN_ENV = "COLABMAGIC_SERVICE_TOKEN"
@@ -78,6 +79,22 @@ def _remove_runtime_dirs(rec: Dict[str, Any], keep: Sequence[str] = ()) -> None:
             continue
         if any(root in path.parents for root in roots):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_stop_hook(rec: Dict[str, Any]) -> None:
+    """Call ``info["on_stop"]`` ("colabmagic.module:function"), what a service undoes once it is gone
+    (sshd: the account's password state), however it was stopped."""
+    hook = str((rec.get("spec", {}).get("info") or {}).get("on_stop") or "")
+    module_name, _, function = hook.partition(":")
+    if not module_name.startswith("colabmagic.") or not function.isidentifier():
+        return
+    import importlib
+
+    try:
+        getattr(importlib.import_module(module_name), function)()
+    except Exception as exc:  # a failed undo must not keep the service from being recorded as stopped
+        with open(log_path(str(rec.get("name", "service"))), "ab") as fh:
+            fh.write(f"[colabmagic] {hook} failed on stop: {exc}\n".encode())
 
 
 def services_dir() -> Path:
@@ -253,6 +270,7 @@ class Service:
             except FileNotFoundError:
                 pass
         _remove_runtime_dirs(rec, keep)
+        _run_stop_hook(rec)
         return ran
 
     def __repr__(self) -> str:
@@ -287,11 +305,13 @@ def adopt(name: str) -> Optional[Service]:
     child = service.child
     if child and child.alive():
         return service  # keeper gone, daemon alive: still ours; ensure() restarts it supervised
+    rec = service.record()
     for path in (service.record_path, service.run_path, service.spec_path):
         try:
             path.unlink()
         except FileNotFoundError:
             pass
+    _run_stop_hook(rec)
     return None
 
 
@@ -412,8 +432,8 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
         service.run_path.unlink()
     except FileNotFoundError:
         pass
-    keeper_env = dict(os.environ)
-    keeper_env[TOKEN_ENV] = token
+    # Built on purpose, never the kernel's: the keeper passes it on to the daemon and everything it starts.
+    keeper_env = daemon_environment.minimal({TOKEN_ENV: token})
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-I", KEEPER_SCRIPT, str(service.spec_path)],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -24,6 +24,7 @@ SUMMARY: Dict[str, Any] = {
     "inputs_refused_cleanly": 0,
     "secret_leaks": [],  # {"where", "secret"}
     "secret_places_checked": 0,
+    "secret_place_kinds": [],  # output, saved notebook, files, cmdline, environ
     "listeners_checked": 0,
     "listeners_off_loopback": [],
     "load": {},  # name -> figures
@@ -44,10 +45,12 @@ class Figures:
         SUMMARY["inputs_refused_cleanly"] += refused_cleanly
         print(f"\n[faults] bad input: {refused_cleanly}/{tried} refused with one clear line, nothing started")
 
-    def secrets(self, places: int, leaks: List[Dict[str, str]]) -> None:
+    def secrets(self, places: int, leaks: List[Dict[str, str]], kinds: Sequence[str] = ()) -> None:
         SUMMARY["secret_places_checked"] += places
         SUMMARY["secret_leaks"].extend(leaks)
-        print(f"\n[faults] secrets: {places} places checked, {len(leaks)} leaks {leaks if leaks else ''}")
+        SUMMARY["secret_place_kinds"].extend(k for k in kinds if k not in SUMMARY["secret_place_kinds"])
+        print(f"\n[faults] secrets: {places} places checked ({', '.join(kinds)}), {len(leaks)} leaks "
+              f"{leaks if leaks else ''}")
 
     def listeners(self, checked: int, off_loopback: List[str]) -> None:
         SUMMARY["listeners_checked"] += checked
@@ -77,6 +80,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         "inputs_tried": SUMMARY["inputs_tried"],
         "inputs_refused_cleanly": SUMMARY["inputs_refused_cleanly"],
         "secret_places_checked": SUMMARY["secret_places_checked"],
+        "secret_place_kinds": SUMMARY["secret_place_kinds"],
         "secrets_leaked": len(SUMMARY["secret_leaks"]),
         "listeners_checked": SUMMARY["listeners_checked"],
         "listeners_off_loopback": len(SUMMARY["listeners_off_loopback"]),
@@ -98,7 +102,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         f"faults injected {len(faults)}, survived {survived}"
         + (f" (slowest recovery {max(timed):.1f}s)" if timed else "")
         + f"; inputs tried {summary['inputs_tried']} (refused cleanly {summary['inputs_refused_cleanly']})"
-        + f"; secrets leaked {summary['secrets_leaked']} (in {summary['secret_places_checked']} places checked)"
+        + f"; secrets leaked {summary['secrets_leaked']} (in {summary['secret_places_checked']} places checked"
+        + (f": {', '.join(summary['secret_place_kinds'])}" if summary["secret_place_kinds"] else "") + ")"
         + f"; listeners off loopback {summary['listeners_off_loopback']} (of {summary['listeners_checked']})"
     )
     tr.write_line(f"summary written to {target}")

@@ -1,32 +1,71 @@
 """With every service running: canary secrets appear nowhere they must not, and every listener is on loopback.
 
-Canary values are set for the provider tokens (NGROK_AUTHTOKEN, FRP_TOKEN,
-RELAY_SSH_KEY is not used: the relay key is a file) and the VNC password;
-the generated secrets (the ``--password`` SSH password, the aria2 RPC
-secret, rclone's rc password) are read back from the product. None may be
-in any cell's output (except the cells where the user asked to see the
-SSH password, here twice), in the notebook saved from the session with nbformat, in any
-file under $COLABMAGIC_HOME other than a 0600 file, or on any process's
-command line. Then every TCP listener owned by one of our processes must be
-bound to 127.0.0.1 or ::1.
+Canary values are set in the kernel's environment for the provider tokens
+(NGROK_AUTHTOKEN, FRP_TOKEN: frp and ngrok really run, the stand-ins in
+tests/standins, logged in with them), a relay key (RELAY_SSH_KEY, set but
+unused: the relay key here is a file) and the VNC password; the generated
+secrets (the ``--password`` SSH password, the aria2 RPC secret, rclone's rc
+password) are read back from the product. None may be in any cell's output
+(except the cells where the user asked to see the SSH password, here
+twice), in the notebook saved from the session with nbformat, in any file
+under $COLABMAGIC_HOME other than a 0600 file, on any process's command
+line, or in the environment (/proc/PID/environ) of any colabmagic process:
+keepers, daemons, their children, and a terminal opened inside the VNC
+desktop (an XFCE autostart entry, started by the session as a user's
+terminal would be). Then every TCP listener owned by one of our processes
+must be bound to 127.0.0.1 or ::1.
 """
 
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Set
 
 import nbformat
 from fault_helpers import free_display, relay_args, release_drive_mount
 
-from colabmagic.system import procfs, secrets, supervisor
+from colabmagic.system import probes, procfs, secrets, supervisor
+
+STANDINS = Path(__file__).resolve().parents[1] / "standins"
+if str(STANDINS) not in sys.path:
+    sys.path.insert(0, str(STANDINS))
+
+from frps_server import FrpsServer  # noqa: E402
 
 CANARIES = {
     "NGROK_AUTHTOKEN": "canaryNgrok7Qw3xYz9Pp0Lk2Mn4Bv6",
-    "FRP_TOKEN": "canaryFrp5Tg8Hj1Kl3Zx6Cv9Bn2",
+    "FRP_TOKEN": "canaryFrp5Tg8Hj1Kl3Zx6Cv9Bn2",  # also the token our frps requires: frpc logs in with it
+    "RELAY_SSH_KEY": "canaryRelayKey4Wd7Yh2Nm5Qs8",
     "VNC_PASSWORD": "Cn7vQ2xZ",  # VNC auth uses 8 characters
 }
+TERMINAL_MARK = "612.25"  # `sleep 612.25` in the desktop's terminal: how the test finds it
+
+
+def _autostart_terminal(home: Path) -> None:
+    """An XFCE autostart entry: the session starts a terminal (with a shell) as it would for the user."""
+    folder = home / ".config" / "autostart"
+    folder.mkdir(parents=True)
+    (folder / "cm-terminal.desktop").write_text(
+        "[Desktop Entry]\nType=Application\nName=colabmagic test terminal\n"
+        f"Exec=xfce4-terminal --disable-server -x sh -c 'sleep {TERMINAL_MARK}'\n")
+
+
+def _colabmagic_processes(home: Path) -> Set[int]:
+    """Every process of ours: anything carrying a running service's token or this home's COLABMAGIC_HOME."""
+    ours: Set[int] = set()
+    tokens = {s.token for s in supervisor.running() if s.token}
+    for pid in procfs.pids():
+        env = procfs.environ(pid)
+        if env.get(supervisor.TOKEN_ENV) in tokens or env.get("COLABMAGIC_HOME") == str(home):
+            ours.add(pid)
+    return ours
+
+
+def _terminal_pids() -> List[int]:
+    return [pid for pid in procfs.pids() if f"sleep {TERMINAL_MARK}" in " ".join(procfs.cmdline(pid))]
 
 
 
@@ -44,12 +83,21 @@ def test_secrets_never_leak_and_every_listener_is_on_loopback(ip, cm_home, relay
                                                               desktop_home, figures, monkeypatch):
     for name, value in CANARIES.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COLABMAGIC_STANDIN_EDGE_DIR", str(tmp_path / "edge"))
+    frps = FrpsServer(tmp_path)  # the user's frps, requiring the canary as its token
+    frps.config.write_text(frps.config.read_text().replace(frps.token, CANARIES["FRP_TOKEN"]))
+    frps.start()
+    _autostart_terminal(desktop_home)
+    site = tmp_path / "site"
+    site.mkdir()
+    page_port = probes.free_port()
+    page = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(site),
+                             str(page_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pub = Path(f"{client_key}.pub").read_text().strip()
     remote = tmp_path / "remote"
     remote.mkdir()
     mp = tmp_path / "mnt"
     (tmp_path / "dl").mkdir()
-    from colabmagic.system import probes
 
     asked = f"t = %tunnel ssh {relay_args(relay)} --key '{pub}' --password"
     cells = [
@@ -60,6 +108,10 @@ def test_secrets_never_leak_and_every_listener_is_on_loopback(ip, cm_home, relay
         "%aria2 start",
         f"%config DriveMagics.remote = {str(remote)!r}",
         f"%%drive_sync --backend rclone --path {mp}\nopen({str(mp)!r} + '/a.txt', 'w').write('a')",
+        f"%config TunnelMagics.frpc_path = {str(STANDINS / 'frpc')!r}",
+        f"%tunnel {page_port} --via frp --server {frps.server} --proto tcp --name web-frp",
+        f"%config TunnelMagics.ngrok_path = {str(STANDINS / 'ngrok')!r}",
+        f"%tunnel {page_port} --via ngrok --name web-ngrok",
         "t",
         asked.replace("t = ", ""),  # the same request again: the user asks again, so it may be shown again
         "%tunnel list",
@@ -92,7 +144,7 @@ def test_secrets_never_leak_and_every_listener_is_on_loopback(ip, cm_home, relay
             "rclone rc password": secrets.load("drive_rc").reveal() if secrets.load("drive_rc") else "",
         }
         watched = {**CANARIES, **{k: v for k, v in generated.items() if v}}
-        assert len(watched) == 6, sorted(watched)
+        assert len(watched) == 7, sorted(watched)
         assert state.vnc.password.reveal() == CANARIES["VNC_PASSWORD"]  # the canary really is the password in use
 
         leaks: List[Dict[str, str]] = []
@@ -138,7 +190,28 @@ def test_secrets_never_leak_and_every_listener_is_on_loopback(ip, cm_home, relay
                 places += 1
                 if value in cmdline:
                     leaks.append({"where": f"/proc/{pid}/cmdline", "secret": name})
-        figures.secrets(places, leaks)
+
+        # The environment of every process of ours, and of a terminal a desktop user opened.
+        assert probes.wait_for(lambda: len(_terminal_pids()) >= 1, 60), "the desktop's terminal did not start"
+        terminal = set(_terminal_pids())
+        terminal |= {procfs.ppid(pid) for pid in terminal if procfs.ppid(pid)}  # the xfce4-terminal around it
+        ours = _colabmagic_processes(cm_home)
+        assert terminal <= ours, "the desktop's terminal does not descend from our session"
+        environs = 0
+        for pid in sorted(ours):
+            try:
+                raw = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue  # exited meanwhile
+            environs += 1
+            for name, value in watched.items():
+                places += 1
+                if value.encode() in raw:
+                    comm = " ".join(procfs.cmdline(pid))[:60]
+                    leaks.append({"where": f"/proc/{pid}/environ ({comm})", "secret": name})
+        print(f"  environments read: {environs} processes of ours (terminal in the desktop: {sorted(terminal)})")
+        assert environs >= 15
+        figures.secrets(places, leaks, kinds=["output", "saved notebook", "files", "cmdline", "environ"])
         print(f"  secrets held only in 0600 files: {sorted(set(secret_files))}")
         assert leaks == []
         assert secret_files, "the generated secrets must be kept somewhere (0600)"
@@ -160,7 +233,10 @@ def test_secrets_never_leak_and_every_listener_is_on_loopback(ip, cm_home, relay
         names = sorted(s.name for s in supervisor.running())
         print(f"  services running: {names}")
         figures.listeners(checked, off)
-        assert {"sshd", "tunnel-ssh", "vnc-xserver", "vnc-web", "aria2", "drive-rclone"} <= set(names)
+        assert {"sshd", "tunnel-ssh", "vnc-xserver", "vnc-web", "aria2", "drive-rclone", "tunnel-web-frp",
+                "tunnel-web-ngrok"} <= set(names)
         assert checked >= 5 and off == []
     finally:
         release_drive_mount(mp)
+        page.terminate()
+        frps.stop()

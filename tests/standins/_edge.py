@@ -6,7 +6,7 @@ where the real service terminates TLS (a self-signed certificate made once
 with openssl). Public host names such as ``xyz.trycloudflare.com`` cannot be
 resolved here, so the stand-in writes each advertised ``host:port`` and the
 loopback port that serves it into a small registry folder
-(``$STANDIN_EDGE_DIR``): the test's stand-in for DNS, read by ``resolve``.
+(``$COLABMAGIC_STANDIN_EDGE_DIR``): the test's stand-in for DNS, read by ``resolve``.
 Only the standard library is used, so the stand-ins run under any python3.
 """
 
@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
-EDGE_ENV = "STANDIN_EDGE_DIR"
+EDGE_ENV = "COLABMAGIC_STANDIN_EDGE_DIR"  # COLABMAGIC_*: passed on to the agents colabmagic starts
 
 
 def edge_dir() -> Path:

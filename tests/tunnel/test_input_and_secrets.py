@@ -95,10 +95,16 @@ def test_default_sshd_refuses_passwords_and_listens_on_loopback(ip, relay, relay
                      "permitrootlogin without-password", "strictmodes yes", "usepam no",
                      f"listenaddress 127.0.0.1:{port}", "permitemptypasswords no"):
         assert expected in settings, expected
-    ours = {supervisor.adopt(n).pid for n in ("sshd", "tunnel-ssh")}
-    for address, lport, pid in procfs.listeners():
-        if pid in ours:
-            assert address.startswith("127.") and lport == port
+    ours = set()
+    for name in ("sshd", "tunnel-ssh"):  # the daemons, and anything they started (by their start token)
+        service = supervisor.adopt(name)
+        assert service is not None and service.token
+        ours |= set(procfs.processes_with_env(supervisor.TOKEN_ENV, service.token))
+    owners = procfs.socket_owners()  # listeners() gives socket inodes: who holds each is read from /proc/PID/fd
+    mine = [(address, lport) for address, lport, inode in procfs.listeners() if owners.get(inode) in ours]
+    assert (("127.0.0.1", port)) in mine  # sshd's own listener is found, so the check below has something to check
+    for address, lport in mine:
+        assert address in ("127.0.0.1", "::1") and lport == port, f"{address}:{lport}"
     served = [line for line in settings if line.startswith("authorizedkeysfile ")][0].split()[1]
     assert served.startswith("/run/colabmagic/") and Path(served).read_text().strip() == pub  # home is below /tmp
     oct_mode = {p.name: oct(p.stat().st_mode & 0o777) for p in sshd.state_dir().iterdir()}

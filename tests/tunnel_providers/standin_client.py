@@ -2,7 +2,7 @@
 
 Public host names the stand-ins advertise (``*.trycloudflare.com``,
 ``*.ngrok-free.app``) are "resolved" through the stand-ins' registry folder
-($STANDIN_EDGE_DIR), the test's stand-in for DNS.
+($COLABMAGIC_STANDIN_EDGE_DIR), the test's stand-in for DNS.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ STANDINS = Path(__file__).resolve().parents[1] / "standins"
 
 @pytest.fixture
 def edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("STANDIN_EDGE_DIR", str(tmp_path / "edge"))
+    monkeypatch.setenv("COLABMAGIC_STANDIN_EDGE_DIR", str(tmp_path / "edge"))
     sys.path.insert(0, str(STANDINS))
     import _edge
 

@@ -13,7 +13,6 @@ the VNC path itself. Plain Python: the ``%vnc`` magic is a thin layer on this.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ... import display as fmt
 from ...errors import BadInputError, ColabMagicError, ServiceError
-from ...system import environment, installer, probes, secrets, supervisor
+from ...system import daemon_environment, environment, installer, probes, secrets, supervisor
 from ...system.secrets import Secret, SecretLike
 from . import components as parts
 
@@ -476,9 +475,8 @@ def screenshot(save: Optional[str] = None, timeout: float = 60.0, password: Secr
 
 
 def _capture_env() -> Dict[str, str]:
-    env = dict(os.environ)
-    env.pop("DISPLAY", None)  # the capture is an RFB client, never an X client
-    return env
+    # The capture is an RFB client, never an X client (no DISPLAY), and gets none of the kernel's secrets.
+    return daemon_environment.minimal()
 
 
 __all__ = ["VncConfig", "VncDesktop", "start", "stop", "status", "current", "screenshot", "password",

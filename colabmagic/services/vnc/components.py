@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ...errors import BadInputError, PortInUseError, ServiceError
-from ...system import paths, probes, procfs, supervisor
+from ...system import daemon_environment, paths, probes, procfs, supervisor
 from ...system.secrets import Secret
 
 GROUP = "vnc"
@@ -267,8 +267,7 @@ class Windows:
 
 def desktop_windows(display: int, xauth: Path) -> Windows:
     """What the X server shows: the managed client windows, XFCE's desktop window, panel windows."""
-    env = dict(os.environ)
-    env.update({"DISPLAY": f":{display}", "XAUTHORITY": str(xauth)})
+    env = daemon_environment.minimal({"DISPLAY": f":{display}", "XAUTHORITY": str(xauth)})
     root = _xprop(["-root", "XFCE_DESKTOP_WINDOW", "_NET_CLIENT_LIST"], env)
     desktop = ""
     clients: List[str] = []
