@@ -56,7 +56,10 @@ def _autostart_terminal(home: Path) -> None:
 def _colabmagic_processes(home: Path) -> Set[int]:
     """Every process of ours: anything carrying a running service's token or this home's COLABMAGIC_HOME."""
     ours: Set[int] = set()
-    tokens = {s.token for s in supervisor.running() if s.token}
+    running = supervisor.running()
+    tokens = {s.token for s in running if s.token}
+    for service in running:  # sshd's title (setproctitle) overwrites what /proc shows of its environment
+        ours |= {p for p in (service.pid, service.keeper.pid if service.keeper else None) if p}
     for pid in procfs.pids():
         env = procfs.environ(pid)
         if env.get(supervisor.TOKEN_ENV) in tokens or env.get("COLABMAGIC_HOME") == str(home):

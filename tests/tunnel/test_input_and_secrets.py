@@ -100,9 +100,10 @@ def test_default_sshd_refuses_passwords_and_listens_on_loopback(ip, relay, relay
         service = supervisor.adopt(name)
         assert service is not None and service.token
         ours |= set(procfs.processes_with_env(supervisor.TOKEN_ENV, service.token))
+        ours.add(service.pid)  # sshd's title (setproctitle) overwrites what /proc shows of its environment
     owners = procfs.socket_owners()  # listeners() gives socket inodes: who holds each is read from /proc/PID/fd
     mine = [(address, lport) for address, lport, inode in procfs.listeners() if owners.get(inode) in ours]
-    assert (("127.0.0.1", port)) in mine  # sshd's own listener is found, so the check below has something to check
+    assert ("127.0.0.1", port) in mine  # sshd's own listener is found, so the check below has something to check
     for address, lport in mine:
         assert address in ("127.0.0.1", "::1") and lport == port, f"{address}:{lport}"
     served = [line for line in settings if line.startswith("authorizedkeysfile ")][0].split()[1]

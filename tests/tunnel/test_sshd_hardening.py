@@ -56,7 +56,8 @@ def _settings(config: Path) -> set:
 def test_real_sshd_takes_the_settings_and_the_owner_logs_in_after_20_failures(
         ip, relay, relay_args, client_key, ssh_login, tmp_path) -> None:
     pub = Path(f"{client_key}.pub").read_text().strip()
-    t = ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}'").value
+    ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}'")
+    t = ip.user_ns["t"]
     settings = _settings(sshd.config_path())
     for expected in ("maxauthtries 3", "logingracetime 30", "maxstartups 60:30:100", "allowtcpforwarding yes"):
         assert expected in settings, expected
@@ -107,14 +108,16 @@ def test_another_user_forwards_nothing_unless_asked(ip, relay, relay_args, clien
     subprocess.run(["usermod", "-p", "*", forward_user], check=True)
     pub = Path(f"{client_key}.pub").read_text().strip()
     base = f"%tunnel ssh {relay_args(relay)} --key '{pub}' --user {forward_user}"
-    t = ip.cell(f"t = {base}").value
+    ip.cell(f"t = {base}")
+    t = ip.user_ns["t"]
     port = ip.user_ns["_colabmagic"].sshd.port
     # ssh -W: stdio forwarding to a loopback port (here sshd's own), refused when forwarding is off.
     r = ssh_login(t.known_hosts_line(), t.ssh_config(), client_key, "", extra=["-W", f"127.0.0.1:{port}"])
     assert r.returncode != 0 and "administratively prohibited" in r.stderr, r.stderr
     assert "allowtcpforwarding no" in _settings(sshd.config_path())
 
-    t = ip.cell(f"t = {base} --allow-forwarding").value
+    ip.cell(f"t = {base} --allow-forwarding")
+    t = ip.user_ns["t"]
     r = ssh_login(t.known_hosts_line(), t.ssh_config(), client_key, "", extra=["-W", f"127.0.0.1:{port}"])
     assert r.stdout.startswith("SSH-2.0-"), r.stderr
 
