@@ -53,17 +53,27 @@ def _autostart_terminal(home: Path) -> None:
         f"Exec=xfce4-terminal --disable-server -x sh -c 'sleep {TERMINAL_MARK}'\n")
 
 
-def _colabmagic_processes(home: Path) -> Set[int]:
-    """Every process of ours: anything carrying a running service's token or this home's COLABMAGIC_HOME."""
-    ours: Set[int] = set()
+def _colabmagic_processes() -> Set[int]:
+    """Every process colabmagic started: keepers, daemons, and all their descendants.
+
+    Found by the running services' per-start tokens, by the recorded pids (sshd's title, written
+    with setproctitle, hides its environment in /proc) and by descent from a keeper.
+    """
     running = supervisor.running()
     tokens = {s.token for s in running if s.token}
-    for service in running:  # sshd's title (setproctitle) overwrites what /proc shows of its environment
+    ours: Set[int] = set()
+    for service in running:
         ours |= {p for p in (service.pid, service.keeper.pid if service.keeper else None) if p}
+    parents = {}
     for pid in procfs.pids():
-        env = procfs.environ(pid)
-        if env.get(supervisor.TOKEN_ENV) in tokens or env.get("COLABMAGIC_HOME") == str(home):
+        parents[pid] = procfs.ppid(pid)
+        if procfs.environ(pid).get(supervisor.TOKEN_ENV) in tokens:
             ours.add(pid)
+    grew = True
+    while grew:
+        before = len(ours)
+        ours |= {pid for pid, parent in parents.items() if parent in ours}
+        grew = len(ours) > before
     return ours
 
 
@@ -198,7 +208,7 @@ def test_secrets_never_leak_and_every_listener_is_on_loopback(ip, cm_home, relay
         assert probes.wait_for(lambda: len(_terminal_pids()) >= 1, 60), "the desktop's terminal did not start"
         terminal = set(_terminal_pids())
         terminal |= {procfs.ppid(pid) for pid in terminal if procfs.ppid(pid)}  # the xfce4-terminal around it
-        ours = _colabmagic_processes(cm_home)
+        ours = _colabmagic_processes()
         assert terminal <= ours, "the desktop's terminal does not descend from our session"
         environs = 0
         for pid in sorted(ours):
@@ -216,7 +226,7 @@ def test_secrets_never_leak_and_every_listener_is_on_loopback(ip, cm_home, relay
         assert environs >= 15
         figures.secrets(places, leaks, kinds=["output", "saved notebook", "files", "cmdline", "environ"])
         print(f"  secrets held only in 0600 files: {sorted(set(secret_files))}")
-        assert leaks == []
+        assert leaks == [], [leak["where"] for leak in leaks]
         assert secret_files, "the generated secrets must be kept somewhere (0600)"
 
         ours = set()
