@@ -239,8 +239,15 @@ class TunnelMagics(ColabMagicsBase):
         port = tunnels.check_port(args.port, "--port") if args.port else (self.sshd_port or None)
         path = args.identity or self.identity or None
         keys = sshd.collect_keys(args.key, args.key_file, args.github, use_secret=not path)
+        name = tunnels.check_name(args.name or "ssh")
+
+        def check(via: str, options: Dict[str, Any], user: Optional[str]) -> None:
+            sshd.check_user(user or self.ssh_user, bool(args.password))
+            tunnels.check(tunnels.TunnelConfig(name=name, local_port=22, proto="tcp", options=options,
+                                               binary=self._binary(via)), via or self.provider)
+
         plan = identity.prepare(path, args.via, self._options(args), keys, user=args.user, port=port,
-                                default_via=self.provider)
+                                default_via=self.provider, check=check)
         if not plan.keys and path:
             plan.keys = sshd.collect_keys()
         via = plan.via or self.provider
@@ -256,7 +263,7 @@ class TunnelMagics(ColabMagicsBase):
             print(line)
         tunnel, server = tunnels.start_ssh(
             config, via, options=plan.options, binary=self._binary(via),
-            name=tunnels.check_name(args.name or "ssh"), host_alias=host_alias,
+            name=name, host_alias=host_alias,
             timeout=self.timeout, progress=self.progress("installing openssh-server"),
             folder=os.path.abspath(os.path.expanduser(args.folder)) if args.folder else os.getcwd(),
         )

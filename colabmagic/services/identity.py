@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 from ..errors import BadInputError, ServiceError
@@ -47,6 +47,7 @@ RELAY_KNOWN_HOSTS = "relay_known_hosts"
 CLOUDFLARED_TOKEN = "cloudflared_token"
 SETTINGS = "settings.json"
 # Provider options kept per provider (never a secret: tokens live in their own files).
+Check = Callable[[str, Dict[str, Any], Optional[str]], None]
 KEPT = ("relay", "relay_host_key", "remote_port", "server", "domain", "hostname", "remote_addr", "region")
 
 
@@ -244,16 +245,20 @@ def prepare(
     user: Optional[str] = None,
     port: Optional[int] = None,
     default_via: str = "",
+    check: Optional[Check] = None,
 ) -> Plan:
     """Fill in a ``%tunnel ssh`` from the identity at ``path`` and put its host key in place.
 
     Without ``path``, only the secret COLABMAGIC_SSH_HOST_KEY is looked at (the host key alone).
-    Every check runs before anything is written.
+    ``check(via, options, user)`` is called with the completed request before anything is
+    written (it raises on bad input).
     """
     from_secret = _secret_host_key()
     if not path:
         plan = Plan(via=via or default_via or None, options=dict(options), keys=keys, user=user, port=port,
                     host_alias=None)
+        if check is not None:
+            check(plan.via or "", dict(options), user)
         if from_secret is not None:
             install_host_key(from_secret)
             plan.report.append(f"host key from the secret {HOST_KEY_SECRET} ({from_secret.fingerprint})")
@@ -284,9 +289,23 @@ def prepare(
 
         cloudflared.parse_token(token.reveal(), f"the secret {TUNNEL_TOKEN_SECRET}")
 
+    # The run as the identity completes it, checked by the caller before anything is written.
+    chosen = via or settings.get("via") or default_via or ""
+    merged = _merge_options(dict((settings.get("providers") or {}).get(chosen) or {}), options)
+    if merged.get("relay_known_hosts") and not options.get("relay_known_hosts"):
+        merged["relay_known_hosts"] = str(folder / RELAY_KNOWN_HOSTS)
+    if chosen == "ssh" and not relay_key_file and (folder / RELAY_KEY).exists():
+        merged["relay_key_file"] = str(folder / RELAY_KEY)
+    if chosen == "cloudflared" and merged.get("hostname") and not token and (folder / CLOUDFLARED_TOKEN).exists():
+        merged["token_file"] = str(folder / CLOUDFLARED_TOKEN)
+    plan_user = user or settings.get("user") or None
+    if check is not None:
+        check(chosen, dict(merged), plan_user)
+
     # Everything is checked: from here on the identity and sshd's host key are written.
     _own(folder)
-    plan = Plan(via=via, options={}, keys=keys, user=user, port=port, host_alias=None, identity=folder)
+    plan = Plan(via=chosen or None, options=merged, keys=keys, user=plan_user, port=port, host_alias=None,
+                identity=folder)
     pair: KeyPair
     if kept is not None:
         pair = kept
@@ -310,21 +329,13 @@ def prepare(
                                                   f"{folder / AUTHORIZED_KEYS}"))
         except FileNotFoundError:
             pass
-
-    plan.user = user or settings.get("user") or None
-    if plan.user:
-        settings["user"] = plan.user
+    if plan_user:
+        settings["user"] = plan_user
     if port is None and _port_usable(settings.get("sshd_port")):
         plan.port = int(settings["sshd_port"])
-    plan.via = via or settings.get("via") or default_via or None
 
-    providers = settings.setdefault("providers", {})
-    chosen = plan.via or ""
-    merged = _merge_options(dict(providers.get(chosen) or {}), options)
     if known_hosts_text is not None:
         _write(folder, RELAY_KNOWN_HOSTS, known_hosts_text)
-        merged["relay_known_hosts"] = str(folder / RELAY_KNOWN_HOSTS)
-    elif merged.get("relay_known_hosts") and not options.get("relay_known_hosts"):
         merged["relay_known_hosts"] = str(folder / RELAY_KNOWN_HOSTS)
     if given_relay_key is not None:
         _write(folder, RELAY_KEY, given_relay_key.private)
@@ -339,12 +350,11 @@ def prepare(
                                f"(once):\n{relay_key.public} colabmagic-relay")
         if relay_key is not None:
             merged["relay_key_file"] = str(folder / RELAY_KEY)
-    if chosen == "cloudflared":
-        if token:
-            _write(folder, CLOUDFLARED_TOKEN, token.reveal().strip() + "\n")
-        if (folder / CLOUDFLARED_TOKEN).exists() and merged.get("hostname"):
+    if chosen == "cloudflared" and token:
+        _write(folder, CLOUDFLARED_TOKEN, token.reveal().strip() + "\n")
+        if merged.get("hostname"):
             merged["token_file"] = str(folder / CLOUDFLARED_TOKEN)
-    plan.options = merged
+    providers = settings.setdefault("providers", {})
     providers[chosen] = {k: v for k, v in merged.items() if k in KEPT or k == "relay_known_hosts"}
     if chosen:
         settings["via"] = chosen

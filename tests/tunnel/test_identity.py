@@ -123,3 +123,12 @@ def test_host_key_secret_alone_is_the_host_key(safe_home, tmp_path, monkeypatch)
     plan = identity.prepare(None, "ssh", {}, ())
     assert sshd.host_key().fingerprint == identity.public_of(key.read_text(), "test").fingerprint
     assert plan.report and "PRIVATE KEY" not in "".join(plan.report)
+
+
+def test_bad_input_writes_no_identity_and_no_host_key(ip, safe_home, tmp_path, client_key):
+    ident = tmp_path / "ident"
+    c = ip.cell(f"%tunnel ssh --identity {ident} --via ssh --relay 'root@bad host' --key-file {client_key}.pub",
+                check=False)
+    assert c.error is not None and "--relay" in str(c.error)
+    assert not ident.exists()
+    assert not (sshd.state_dir() / "ssh_host_ed25519_key").exists()
