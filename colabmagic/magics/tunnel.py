@@ -46,6 +46,8 @@ def _provider_options(parser: MagicArgumentParser) -> None:
     group.add_argument("--remote-port", metavar="N", help="ssh/frp: the port opened on the relay or frps")
     group.add_argument("--server", metavar="HOST:PORT", help="frp: your frps server")
     group.add_argument("--domain", help="frp: custom domain for http; ngrok: reserved domain")
+    group.add_argument("--remote-addr", metavar="HOST:PORT", help="ngrok: a reserved TCP address "
+                       "(the same address on every runtime)")
     group.add_argument("--hostname", metavar="HOST", help="cloudflared: the fixed host name of a named tunnel "
                        "(its token from the secret CLOUDFLARE_TUNNEL_TOKEN)")
 
@@ -193,6 +195,7 @@ class TunnelMagics(ColabMagicsBase):
             "server": args.server or self.frp_server,
             "domain": args.domain,
             "hostname": args.hostname,
+            "remote_addr": args.remote_addr,
         }
         return {k: v for k, v in values.items() if v not in (None, "")}
 

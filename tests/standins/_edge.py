@@ -85,6 +85,20 @@ def named_tunnel_record(tunnel_id: str) -> Optional[Dict[str, str]]:
         return None
 
 
+def ngrok_reserve(address: str) -> None:
+    """Reserve a domain or TCP address (``1.tcp.ngrok.io:21234``) in the stand-in ngrok account."""
+    path = edge_dir() / "ngrok_reserved.json"
+    found = ngrok_reserved()
+    path.write_text(json.dumps(sorted(set(found) | {address})))
+
+
+def ngrok_reserved() -> list:
+    try:
+        return list(json.loads((edge_dir() / "ngrok_reserved.json").read_text()))
+    except (OSError, ValueError):
+        return []
+
+
 def certificate() -> str:
     """A self-signed certificate with its key in one PEM file, made once per edge folder with openssl.
 

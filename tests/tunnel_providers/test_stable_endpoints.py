@@ -1,4 +1,5 @@
-"""cloudflared named tunnels (token + fixed host name) and --identity, against the cloudflared stand-in."""
+"""Stable endpoints with --identity on a new runtime: a cloudflared named tunnel (token + fixed host name)
+and an ngrok reserved TCP address, against the stand-ins."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ HOSTNAME = "ssh.colab-lab.example.org"
 
 
 @pytest.fixture(autouse=True)
-def cloudflared_setting(ip) -> None:
+def standin_settings(ip) -> None:
     ip.cell(f"%config TunnelMagics.cloudflared_path = '{standin('cloudflared')}'")
+    ip.cell(f"%config TunnelMagics.ngrok_path = '{standin('ngrok')}'")
 
 
 @pytest.fixture
@@ -121,3 +123,32 @@ def test_standin_run_refuses_a_bad_token_and_retries_an_unknown_tunnel(tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_ngrok_reserved_tcp_address_is_the_same_on_a_new_runtime(ip, runtimes, client_key, ssh_login, tmp_path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    address = "1.tcp.ngrok.io:21234"
+    _edge.ngrok_reserve(address)  # reserved once in the ngrok dashboard
+    monkeypatch.setenv("NGROK_AUTHTOKEN", "2ngrokStandInAuthtoken_0123456789abcdef")
+    ident = tmp_path / "identity"
+    first = ip.cell(f"%tunnel ssh --via ngrok --remote-addr {address} --identity {ident} --key-file {client_key}.pub")
+    assert (first.value.public_host, first.value.public_port) == ("1.tcp.ngrok.io", 21234)
+    known1, block1 = printed(first.stdout)
+    runtimes.next(ip)
+    ip.cell(f"%config TunnelMagics.ngrok_path = '{standin('ngrok')}'")
+    second = ip.cell(f"%tunnel ssh --identity {ident}")
+    assert printed(second.stdout) == (known1, block1)
+    alias = block1.splitlines()[0].split()[1]
+    # the laptop reaches 1.tcp.ngrok.io:21234 where the stand-in DNS says it is (-o wins over the Host block)
+    host, port = _edge.resolve(address)
+    login = ssh_login(known1, block1, client_key, "echo ngrok-2", host=alias,
+                      extra=["-o", f"HostName={host}", "-o", f"Port={port}"])
+    assert login.returncode == 0 and login.stdout.strip() == "ngrok-2", login.stderr
+
+
+def test_ngrok_address_not_reserved_is_explained(ip, client_key, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NGROK_AUTHTOKEN", "2ngrokStandInAuthtoken_0123456789abcdef")
+    ip.cell("%config TunnelMagics.timeout = 15.0")
+    c = ip.cell(f"%tunnel ssh --via ngrok --remote-addr 7.tcp.ngrok.io:10000 --key-file {client_key}.pub",
+                check=False)
+    assert c.error is not None and "not reserved" in str(c.error)
