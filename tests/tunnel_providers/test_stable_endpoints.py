@@ -152,3 +152,22 @@ def test_ngrok_address_not_reserved_is_explained(ip, client_key, monkeypatch: py
     c = ip.cell(f"%tunnel ssh --via ngrok --remote-addr 7.tcp.ngrok.io:10000 --key-file {client_key}.pub",
                 check=False)
     assert c.error is not None and "not reserved" in str(c.error)
+
+
+def test_frps_allocated_port_is_kept_and_asked_for_again(ip, runtimes, frps, client_key, ssh_login, tmp_path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRP_TOKEN", frps.token)
+    ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
+    ident = tmp_path / "identity"
+    first = ip.cell(f"%tunnel ssh --via frp --server {frps.server} --identity {ident} --key-file {client_key}.pub")
+    port = first.value.public_port
+    assert port  # frps chose it (no --remote-port)
+    known1, block1 = printed(first.stdout)
+    runtimes.next(ip)
+    ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
+    second = ip.cell(f"%tunnel ssh --identity {ident}")
+    assert second.value.public_port == port
+    assert printed(second.stdout) == (known1, block1)
+    alias = block1.splitlines()[0].split()[1]
+    login = ssh_login(known1, block1, client_key, "echo frp-2", host=alias)
+    assert login.returncode == 0 and login.stdout.strip() == "frp-2", login.stderr
