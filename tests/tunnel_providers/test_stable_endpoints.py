@@ -165,7 +165,8 @@ def test_frps_allocated_port_is_kept_and_asked_for_again(ip, runtimes, frps, cli
     known1, block1 = printed(first.stdout)
     runtimes.next(ip)
     ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
-    second = ip.cell(f"%tunnel ssh --identity {ident}")
+    ip.cell(f"%config TunnelMagics.identity = '{ident}'")  # the setting instead of --identity
+    second = ip.cell("%tunnel ssh")
     assert second.value.public_port == port
     assert printed(second.stdout) == (known1, block1)
     alias = block1.splitlines()[0].split()[1]
