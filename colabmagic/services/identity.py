@@ -161,11 +161,35 @@ def _own(folder: Path) -> None:
     if st.st_uid != os.geteuid():
         raise BadInputError(f"--identity: {folder} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}); "
                             "use a folder you own")
-    os.chmod(folder, 0o700)
+    _chmod(folder, 0o700)
+
+
+def _chmod(path: Path, mode: int) -> None:
+    """Set ``mode``; a file system without Unix modes (some Drive mounts) refuses, and that is kept."""
+    try:
+        os.chmod(path, mode)
+    except OSError:
+        pass
 
 
 def _write(folder: Path, name: str, data: str) -> None:
-    paths.write_file(folder / name, data, mode=0o600)
+    """One identity file, written whole (temp file created 0600, then renamed)."""
+    path = folder / name
+    try:
+        if path.read_text() == data:
+            _chmod(path, 0o600)
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def load_settings(folder: Path) -> Dict[str, Any]:
@@ -283,14 +307,13 @@ def prepare(
         from .tunnels import ssh as ssh_provider
 
         known_hosts_text = ssh_provider.check_known_hosts(options["relay_known_hosts"])
-    token = secrets.get(TUNNEL_TOKEN_SECRET, prompt=False)
+    # The run as the identity completes it, checked by the caller before anything is written.
+    chosen = via or settings.get("via") or default_via or ""
+    token = secrets.get(TUNNEL_TOKEN_SECRET, prompt=False) if chosen == "cloudflared" else None
     if token:
         from .tunnels import cloudflared
 
         cloudflared.parse_token(token.reveal(), f"the secret {TUNNEL_TOKEN_SECRET}")
-
-    # The run as the identity completes it, checked by the caller before anything is written.
-    chosen = via or settings.get("via") or default_via or ""
     merged = _merge_options(dict((settings.get("providers") or {}).get(chosen) or {}), options)
     if merged.get("relay_known_hosts") and not options.get("relay_known_hosts"):
         merged["relay_known_hosts"] = str(folder / RELAY_KNOWN_HOSTS)
@@ -362,7 +385,7 @@ def prepare(
     for name in (HOST_KEY, f"{HOST_KEY}.pub", AUTHORIZED_KEYS, RELAY_KEY, f"{RELAY_KEY}.pub",
                  RELAY_KNOWN_HOSTS, CLOUDFLARED_TOKEN, SETTINGS):
         if (folder / name).exists():
-            os.chmod(folder / name, 0o600)
+            _chmod(folder / name, 0o600)
     return plan
 
 
