@@ -77,6 +77,10 @@ def test_new_runtime_same_known_hosts_line_and_host_block(ip, runtimes, own_rela
     # The laptop's files from the first runtime, unchanged, log in with StrictHostKeyChecking=yes.
     again = ssh_login(known1, block1, client_key, "echo second-runtime", host=alias)
     assert again.returncode == 0 and again.stdout.strip() == "second-runtime", again.stderr
+    # the same line again on this runtime reuses what runs
+    third = ip.cell(f"%tunnel ssh --identity {ident}")
+    assert "sshd was already running" in third.stdout and third.value.pid == second.value.pid
+    assert printed(third.stdout) == (known1, block1)
 
     # The identity's files are the user's, 0600, and no private key shows in any output or log.
     assert stat.S_IMODE(ident.stat().st_mode) == 0o700

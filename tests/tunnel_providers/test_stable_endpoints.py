@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 from runtimes import NewRuntimes, files_below, printed, private_key_bodies
-from standin_client import STANDINS, _edge, standin
+from standin_client import STANDINS, Page, _edge, fetch_until, standin
 
 from colabmagic.services import tunnels
 from colabmagic.system import supervisor
@@ -172,3 +172,12 @@ def test_frps_allocated_port_is_kept_and_asked_for_again(ip, runtimes, frps, cli
     alias = block1.splitlines()[0].split()[1]
     login = ssh_login(known1, block1, client_key, "echo frp-2", host=alias)
     assert login.returncode == 0 and login.stdout.strip() == "frp-2", login.stderr
+
+
+def test_named_tunnel_for_a_web_port(ip, page: Page, monkeypatch: pytest.MonkeyPatch) -> None:
+    hostname = "notebook.colab-lab.example.org"
+    monkeypatch.setenv("CLOUDFLARE_TUNNEL_TOKEN", _edge.named_tunnel(hostname))
+    c = ip.cell(f"%tunnel {page.port} --via cloudflared --hostname {hostname}")
+    assert c.value.public_url == f"https://{hostname}"
+    assert "quick tunnel" not in c.stdout
+    assert page.marker in fetch_until(c.value.public_url, page.marker)
