@@ -138,3 +138,13 @@ def test_password_is_new_each_start_and_the_account_gets_its_old_state_back(
     assert _shadow(password_user) == before
     assert not (sshd.state_dir() / "password_restore.json").exists()
     assert not (sshd.state_dir().parent / "secrets" / sshd.PASSWORD_SECRET).exists()  # the old password is gone
+
+
+def test_ssh_sessions_get_the_gpu_and_colab_variables_but_no_credential_unless_named() -> None:
+    kernel = {"PATH": "/usr/bin:/bin", "COLAB_GPU": "1", "CUDA_VISIBLE_DEVICES": "0",
+              "COLAB_JUPYTER_TOKEN": "colab-internal", "CUDA_AUTH_KEY": "k", "FRP_TOKEN": "f"}
+    env = sshd.session_environment(source=kernel)
+    assert {"PATH", "COLAB_GPU", "CUDA_VISIBLE_DEVICES"} <= set(env)
+    assert not {"COLAB_JUPYTER_TOKEN", "CUDA_AUTH_KEY", "FRP_TOKEN"} & set(env)
+    named = sshd.session_environment(["COLAB_JUPYTER_TOKEN"], source=kernel)  # --env NAME: the user's choice
+    assert named["COLAB_JUPYTER_TOKEN"] == "colab-internal" and "FRP_TOKEN" not in named
