@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, List
+from typing import TYPE_CHECKING, Any, List
 
 from . import display
-from .system import supervisor
+
+if TYPE_CHECKING:  # imported on first use: %load_ext does not pay for the supervisor's imports
+    from .system import supervisor
 
 # attribute -> service module providing ``current()``
 DOMAINS = {
@@ -39,6 +41,8 @@ class ColabMagicState:
 
     @property
     def services(self) -> List[supervisor.Service]:
+        from .system import supervisor
+
         return supervisor.running()
 
     def status(self) -> display.Table:
@@ -50,6 +54,8 @@ class ColabMagicState:
 
 
 def status_table() -> display.Table:
+    from .system import supervisor
+
     rows = []
     for svc in supervisor.running():
         info = svc.info

@@ -6,9 +6,10 @@ from typing import Any
 
 from IPython.core.magic import line_magic, magics_class
 
-from ..services import core
 from ..state import status_table
-from .base import ColabMagicsBase, make_parser
+from .base import ColabMagicsBase, lazy_import, make_parser
+
+core = lazy_import("colabmagic.services.core")
 
 parser = make_parser("colabmagic", "Inspect and control every service colabmagic runs.")
 _sub = parser.add_subparsers(dest="command", metavar="status|stop|logs|doctor")

@@ -16,8 +16,12 @@ from traitlets import Float, Int, Unicode
 from traitlets import List as ListTrait
 
 from .. import display
-from ..system import environment, probes, supervisor
 from .base import ColabMagicsBase, lazy_import, make_parser
+
+# Loaded on first use, so %load_ext does not pay for the supervisor's imports.
+environment = lazy_import("colabmagic.system.environment")
+probes = lazy_import("colabmagic.system.probes")
+supervisor = lazy_import("colabmagic.system.supervisor")
 
 if TYPE_CHECKING:
     from ..services.tunnels.base import Tunnel

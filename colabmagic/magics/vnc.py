@@ -8,8 +8,9 @@ from typing import Any, Dict, Optional, Tuple
 from IPython.core.magic import line_magic, magics_class
 from traitlets import Float, Int, Unicode
 
-from ..system import environment
 from .base import ColabMagicsBase, lazy_import, make_parser
+
+environment = lazy_import("colabmagic.system.environment")
 
 vnc = lazy_import("colabmagic.services.vnc")
 
