@@ -58,15 +58,21 @@ class StatusWatch:
         self.thread.start()
 
     def _run(self) -> None:
+        # aria2's own events (a download completing, failing, pausing) refresh the table at once;
+        # between them it refreshes every ``interval`` for the progress.
         end = time.monotonic() + self.timeout
-        while not self._stop.wait(self.interval) and time.monotonic() < end:
-            try:
-                table = self.aria2.status(self.gid)
-                self.handle.update(table)
-                if not self.aria2.pending():
+        with self.aria2.notifications() as events:
+            while not self._stop.is_set() and time.monotonic() < end:
+                events.wait(self.interval)
+                if self._stop.is_set():
                     break
-            except Exception:
-                break
+                try:
+                    table = self.aria2.status(self.gid)
+                    self.handle.update(table)
+                    if not self.aria2.pending():
+                        break
+                except Exception:
+                    break
 
     def stop(self) -> None:
         self._stop.set()
