@@ -11,7 +11,7 @@ from IPython.utils.process import arg_split
 from traitlets import Bool, Float, Int, Unicode
 from traitlets import List as TList
 
-from .base import ColabMagicsBase, make_parser, subcommand_help
+from .base import ColabMagicsBase, help_on_demand, make_parser, subcommand_help
 
 parser = make_parser("aria2", "Download files in the background with aria2 (survives cell and kernel restarts).")
 _sub = parser.add_subparsers(dest="command", metavar="start|add|status|pause|resume|remove|trackers|rpc|stop")
@@ -213,6 +213,6 @@ def _check_values(command: str, args: Any) -> None:
         validate.gid(args.gid)
 
 
-Aria2Magics.aria2.__doc__ = parser.format_help() + "\n" + subcommand_help(
+help_on_demand(Aria2Magics.aria2, parser, lambda: parser.format_help() + "\n" + subcommand_help(
     [_start, _add, _status, _trackers]
-)
+))

@@ -7,7 +7,7 @@ from typing import Any
 from IPython.core.magic import line_magic, magics_class
 
 from ..state import status_table
-from .base import ColabMagicsBase, lazy_import, make_parser
+from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
 core = lazy_import("colabmagic.services.core")
 
@@ -47,4 +47,4 @@ class ColabMagics(ColabMagicsBase):
         return core.doctor()
 
 
-ColabMagics.colabmagic.__doc__ = parser.format_help()
+help_on_demand(ColabMagics.colabmagic, parser, parser.format_help)

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from IPython.core.magic import line_cell_magic, magics_class
 from traitlets import Float, Unicode
 
-from .base import ColabMagicsBase, lazy_import, make_parser
+from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
 drive = lazy_import("colabmagic.services.drive")
 
@@ -84,4 +84,4 @@ class DriveMagics(ColabMagicsBase):
         return drive.sync(config, unmount=args.unmount, progress=bar)
 
 
-DriveMagics.drive_sync.__doc__ = parser.format_help()
+help_on_demand(DriveMagics.drive_sync, parser, parser.format_help)

@@ -16,7 +16,7 @@ from traitlets import Float, Int, Unicode
 from traitlets import List as ListTrait
 
 from .. import display
-from .base import ColabMagicsBase, lazy_import, make_parser
+from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
 # Loaded on first use, so %load_ext does not pay for the supervisor's imports.
 environment = lazy_import("colabmagic.system.environment")
@@ -283,6 +283,5 @@ class TunnelMagics(ColabMagicsBase):
                              rows, title="tunnels", empty="(no tunnels running)")
 
 
-TunnelMagics.tunnel.__doc__ = "\n".join(
-    p.format_help() for p in (parser, _ssh, port_parser, _jup, _stop)
-)
+help_on_demand(TunnelMagics.tunnel, parser,
+               lambda: "\n".join(p.format_help() for p in (parser, _ssh, port_parser, _jup, _stop)))

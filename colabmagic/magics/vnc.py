@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 from IPython.core.magic import line_magic, magics_class
 from traitlets import Float, Int, Unicode
 
-from .base import ColabMagicsBase, lazy_import, make_parser
+from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
 environment = lazy_import("colabmagic.system.environment")
 
@@ -114,6 +114,5 @@ class VncMagics(ColabMagicsBase):
         return frame
 
 
-VncMagics.vnc.__doc__ = parser.format_help() + "\n".join(
-    p.format_help() for p in (_start, _shot)
-)
+help_on_demand(VncMagics.vnc, parser,
+               lambda: parser.format_help() + "\n".join(p.format_help() for p in (_start, _shot)))
