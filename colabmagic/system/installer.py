@@ -59,7 +59,21 @@ def is_installed(package: str) -> bool:
 
 
 def missing(packages: Sequence[str]) -> List[str]:
-    return [p for p in _check_names(packages) if not is_installed(p)]
+    """The packages of ``packages`` that are not installed, asked of dpkg in one call (not one per package)."""
+    names = _check_names(packages)
+    if not names:
+        return []
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package}\t${db:Status-Status}\n", "--", *names],
+        capture_output=True,
+        text=True,
+    )  # exits 1 when some name is unknown to dpkg, and still lists the others
+    installed = set()
+    for line in result.stdout.splitlines():
+        name, _, status = line.partition("\t")
+        if status.strip() == "installed":
+            installed.add(name)
+    return [p for p in names if p not in installed and p.split(":", 1)[0] not in installed]
 
 
 def _known_to_apt(package: str) -> bool:
