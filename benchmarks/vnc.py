@@ -205,7 +205,7 @@ class Watch:
 
     def _run(self, display: int, xauth: Path) -> None:
         try:
-            _wait_frame(5900 + display)
+            _wait_frame(5900 + display, timeout=3600)  # a cold start installs packages first
             self.frame = time.perf_counter() - self.began
             _drawn_check(display, xauth)
             self.drawn = time.perf_counter() - self.began
