@@ -59,7 +59,7 @@ class Aria2Config:
     allow_bittorrent_on_colab: bool = False
     rpc_port: int = 0
     max_download_limit: str = "0"
-    rpc_allow_origin_all: bool = True
+    rpc_allow_origin_all: bool = False  # on only by setting: lets any web page's script call the RPC
     save_session_interval: int = 2
     extra_options: Tuple[Tuple[str, str], ...] = ()
 
@@ -128,7 +128,9 @@ def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
         ("enable-rpc", "true"),
         ("rpc-listen-all", "false"),
         ("rpc-listen-port", str(port)),
-        # AriaNg and browser extensions talk to the RPC port from a web page; the secret guards it.
+        # Off unless AriaMagics.rpc_allow_origin_all: with it any web page the user opens may try the
+        # RPC from the browser. aria2c runs as root and its RPC can write anywhere (dir, out), so the
+        # RPC is loopback only (rpc-listen-all false), needs the secret, and %tunnel PORT refuses it.
         ("rpc-allow-origin-all", "true" if config.rpc_allow_origin_all else "false"),
         ("rpc-save-upload-metadata", "true"),
         ("dir", download_dir),
