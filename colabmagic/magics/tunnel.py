@@ -44,6 +44,10 @@ def _provider_options(parser: MagicArgumentParser) -> None:
     group.add_argument("--remote-port", metavar="N", help="ssh/frp: the port opened on the relay or frps")
     group.add_argument("--server", metavar="HOST:PORT", help="frp: your frps server")
     group.add_argument("--domain", help="frp: custom domain for http")
+    group.add_argument("--frp-ca-file", metavar="PATH", help="frp: CA certificate that signed your frps's TLS "
+                       "certificate (frpc verifies the server with it)")
+    group.add_argument("--frp-server-name", metavar="NAME", help="frp: the name in frps's certificate "
+                       "(default: the --server host)")
 
 
 parser = make_parser("tunnel", "SSH into this machine and expose local ports through a tunnel provider.")
@@ -62,6 +66,8 @@ _provider_options(_ssh)
 _jup = _sub.add_parser("jupyter", help="JupyterLab with token auth, exposed through the provider")
 _jup.add_argument("--show-token", action="store_true", help="print the login URL with its token")
 _jup.add_argument("--proto", choices=["http", "tcp"], default="http")
+_jup.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
+                  "encrypted (frp, the ssh relay, ngrok tcp): the token crosses in clear")
 _provider_options(_jup)
 _sub.add_parser("list", help="name, provider, local port, public address, state, restarts, pid")
 _stop = _sub.add_parser("stop", help="stop a tunnel by name, or --all")
@@ -71,6 +77,8 @@ _stop.add_argument("--all", action="store_true", dest="all_tunnels")
 port_parser = make_parser("tunnel PORT", "Expose a local port (TensorBoard, Gradio, a web UI).")
 port_parser.add_argument("port", metavar="PORT")
 port_parser.add_argument("--proto", choices=["http", "tcp"], default="http")
+port_parser.add_argument("--force", action="store_true", help="expose even one of colabmagic's control ports "
+                         "(aria2 RPC, rclone rc, raw VNC, noVNC, JupyterLab)")
 _provider_options(port_parser)
 
 
@@ -140,6 +148,9 @@ class TunnelMagics(ColabMagicsBase):
     relay_known_hosts = Unicode("", help="Default --relay-known-hosts (a known_hosts file).").tag(config=True)
     relay_key_file = Unicode("", help="Default --relay-key-file (private key for the relay).").tag(config=True)
     frp_server = Unicode("", help="Default --server for the frp provider (host:port).").tag(config=True)
+    frp_ca_file = Unicode("", help="Default --frp-ca-file: the CA certificate frpc verifies frps with "
+                          "(without it frpc does not verify the server).").tag(config=True)
+    frp_server_name = Unicode("", help="Default --frp-server-name: the name in frps's certificate.").tag(config=True)
     frpc_path = Unicode("", help="Path of the frpc binary (downloaded into $COLABMAGIC_HOME if empty "
                         "and the machine is online).").tag(config=True)
     cloudflared_path = Unicode("", help="Path of the cloudflared binary (downloaded if empty and online)."
@@ -171,6 +182,8 @@ class TunnelMagics(ColabMagicsBase):
             "remote_port": tunnels.check_port(args.remote_port, "--remote-port") if args.remote_port else None,
             "server": args.server or self.frp_server,
             "domain": args.domain,
+            "ca_file": args.frp_ca_file or self.frp_ca_file,
+            "server_name": args.frp_server_name or self.frp_server_name,
         }
         return {k: v for k, v in values.items() if v not in (None, "")}
 
@@ -245,6 +258,7 @@ class TunnelMagics(ColabMagicsBase):
             name=tunnels.check_name(args.name or str(port)), local_port=port, proto=args.proto,
             options=self._options(args), binary=self._binary(via),
         )
+        tunnels.exposure.check_port_exposable(port, bool(args.force))
         tunnels.check(config, via)
         tunnel = tunnels.start(config, via, timeout=self.timeout)
         self._announce_login_key(tunnel)
@@ -259,6 +273,7 @@ class TunnelMagics(ColabMagicsBase):
         tunnel, lab = tunnels.start_jupyter(
             via, options=self._options(args), binary=self._binary(via),
             name=tunnels.check_name(args.name or "jupyter"), proto=args.proto, timeout=max(self.timeout, 90.0),
+            insecure=bool(args.insecure),
         )
         self._announce_login_key(tunnel)
         where = tunnel.public_url or f"http://{tunnel.public_host}:{tunnel.public_port}/"
