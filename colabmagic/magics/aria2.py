@@ -195,7 +195,7 @@ def _check_values(command: str, args: Any) -> None:
     from ..services.aria2 import validate
 
     if command == "start" and args.max_concurrent is not None and not 1 <= args.max_concurrent <= 1000:
-        parser.error(f"--max-concurrent must be a number from 1 to 1000, not {args.max_concurrent}")
+        parser.error(f"--max-concurrent must be a number from 1 to 1000, not '{args.max_concurrent}'")
     if command == "add":
         validate.sources(args.sources)
         validate.out_name(args.out)
