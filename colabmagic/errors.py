@@ -68,16 +68,17 @@ class PortInUseError(ColabMagicError):
 class BadInputError(ColabMagicError):
     """A value the user gave was refused before anything started.
 
-    The message stays one short line: a value quoted in it that is longer than 80
+    The message stays one short line: a value quoted in it that is longer than 160
     characters (a pasted wall of text) is cut, as the magics' argument parser does.
     """
 
-    MAX_VALUE = 80
+    MAX_VALUE = 160
 
     def __init__(self, message: str, **kwargs: Any):
-        message = re.sub(r"(['\"])([^'\"]{%d})[^'\"]{4,}\1" % self.MAX_VALUE,
+        n = self.MAX_VALUE
+        message = re.sub(r"(['\"])([^'\"]{" + str(n) + r"})[^'\"]{4,}\1",
                          lambda m: f"{m.group(1)}{m.group(2)}...{m.group(1)}", message)
-        message = re.sub(r"(?<![\w'\"])(?!['\"])(\S{%d})\S{4,}" % self.MAX_VALUE, lambda m: m.group(1) + "...", message)
+        message = re.sub(r"(?<![\w'\"])(?!['\"])(\S{" + str(n) + r"})\S{4,}", lambda m: m.group(1) + "...", message)
         super().__init__(message, **kwargs)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from standin_client import Frps, Page, standin, tcp_fetch_until
@@ -19,8 +20,8 @@ from colabmagic.services.tunnels import exposure
 from colabmagic.system import probes, supervisor
 
 
-def _refused(cell: object, *words: str) -> str:
-    error = getattr(cell, "error")
+def _refused(cell: Any, *words: str) -> str:
+    error = cell.error
     assert error is not None
     message = str(error)
     assert len(message.splitlines()) == 1 and "Traceback" not in message, message
