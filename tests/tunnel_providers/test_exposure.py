@@ -163,3 +163,24 @@ def test_frp_without_ca_warns_once(ip, page: Page, frps_with_cert: object) -> No
     tunnels.stop(first.value.name)
     second = ip.cell(line)
     assert "is not verified" not in second.stdout
+
+
+@pytest.mark.parametrize("line, words", [
+    # what frp v0.69.0 client/service.go:319 logs for each failed login attempt
+    ("connect to server error: token in login doesn't match token from configuration",
+     ("refused the login", "FRP_TOKEN")),
+    ("connect to server error: tls: failed to verify certificate: x509: certificate signed by unknown authority",
+     ("failed TLS verification", "--frp-ca-file")),
+    ("connect to server error: dial tcp 127.0.0.1:7000: connect: connection refused", ("cannot be reached",)),
+])
+def test_frp_explains_what_real_frpc_logs(line: str, words: tuple) -> None:
+    from colabmagic.errors import ServiceError
+    from colabmagic.services.tunnels import frp
+
+    config = tunnels.TunnelConfig(name="t", local_port=8000, proto="tcp", options={"server": "frps.test:7000"})
+    details = ["2026-12-02 18:00:00.000 [I] [client/service.go:308] try to connect to server...",
+               f"2026-12-02 18:00:00.100 [W] [client/service.go:319] {line}"]
+    message = frp.PROVIDER.explain(config, ServiceError("tunnel 't' did not come up", details=details)).message
+    assert len(message.splitlines()) == 1
+    for word in words:
+        assert word in message, message
