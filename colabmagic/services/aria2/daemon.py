@@ -435,6 +435,8 @@ class Aria2:
                 ("secret token", self.secret().reveal()),
                 ("AriaNg", "AriaNg Settings > RPC: host localhost, port 6800, protocol http, secret above"),
                 ("browser extension", "Aria2 Explorer / Aria2 for Chrome: the same address and secret"),
+                ("web page origin", "AriaNg opened from a web site needs %config Aria2Magics.rpc_allow_origin_all "
+                 "= True, then %aria2 start (off by default: any page could then try the RPC)"),
             ],
         )
 
