@@ -107,7 +107,8 @@ class Aria2Magics(ColabMagicsBase):
     rpc_port = Int(0, help="RPC port on 127.0.0.1 (0 = 6800 if free, else any free port).").tag(config=True)
     max_download_limit = Unicode("0", help="Per-download speed limit, e.g. '2M' (0 = none).").tag(config=True)
     rpc_allow_origin_all = Bool(
-        True, help="Let web UIs (AriaNg) call the RPC from a browser page; the secret still guards it.",
+        False, help="Let web UIs (AriaNg) call the RPC from any browser page (off by default: any page "
+        "you open could then try the RPC; the secret still guards it).",
     ).tag(config=True)
 
     def settings(self, dir: Optional[str] = None, max_concurrent: Optional[int] = None) -> Any:
@@ -200,7 +201,7 @@ def _check_values(command: str, args: Any) -> None:
     from ..services.aria2 import validate
 
     if command == "start" and args.max_concurrent is not None and not 1 <= args.max_concurrent <= 1000:
-        parser.error(f"--max-concurrent must be a number from 1 to 1000, not {args.max_concurrent}")
+        parser.error(f"--max-concurrent must be a number from 1 to 1000, not '{args.max_concurrent}'")
     if command == "add":
         validate.sources(args.sources)
         validate.out_name(args.out)

@@ -22,6 +22,8 @@ _start.add_argument("--depth", type=int, default=None, help="colour depth 16, 24
 _start.add_argument("--display", default=None, help="X display :N, VNC port 5900+N (default: VncMagics.display)")
 _start.add_argument("--web", action="store_true", help="also serve noVNC, a VNC client in the browser")
 _start.add_argument("--via", default=None, help="expose through this tunnel provider (ssh, frp, cloudflared, ngrok, colab)")
+_start.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
+                    "encrypted (frp, the ssh relay, ngrok tcp): the VNC password and screen cross in clear")
 _start.add_argument("--gpu", action="store_true", help="OpenGL on the NVIDIA GPU through VirtualGL (vglrun)")
 _sub.add_parser("stop", help="stop the desktop (web client, session, X server)")
 _sub.add_parser("status", help="the running desktop")
@@ -82,6 +84,7 @@ class VncMagics(ColabMagicsBase):
             via=via if (args.web or args.via) else None,
             gpu=bool(args.gpu),
             timeout=self.start_timeout,
+            insecure=bool(args.insecure),
         )
         if config.via:
             options, binary = self._tunnel_settings(config.via)
@@ -99,7 +102,8 @@ class VncMagics(ColabMagicsBase):
         if tunnel_magics is None:
             return {}, None
         names = {"relay": "relay", "relay_host_key": "relay_host_key", "relay_known_hosts": "relay_known_hosts",
-                 "relay_key_file": "relay_key_file", "server": "frp_server"}
+                 "relay_key_file": "relay_key_file", "server": "frp_server",
+                 "ca_file": "frp_ca_file", "server_name": "frp_server_name"}
         options = {key: getattr(tunnel_magics, trait, "") for key, trait in names.items()}
         binary = getattr(tunnel_magics, {"frp": "frpc_path", "cloudflared": "cloudflared_path",
                                          "ngrok": "ngrok_path"}.get(via, ""), "") if via else ""

@@ -60,7 +60,7 @@ class Aria2Config:
     allow_bittorrent_on_colab: bool = False
     rpc_port: int = 0
     max_download_limit: str = "0"
-    rpc_allow_origin_all: bool = True
+    rpc_allow_origin_all: bool = False  # on only by setting: lets any web page's script call the RPC
     # The queue is saved after every add, pause, resume and remove (and at a clean exit);
     # the timer only catches what aria2 changes on its own (a finished download leaving the queue).
     save_session_interval: int = 10
@@ -131,7 +131,9 @@ def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
         ("enable-rpc", "true"),
         ("rpc-listen-all", "false"),
         ("rpc-listen-port", str(port)),
-        # AriaNg and browser extensions talk to the RPC port from a web page; the secret guards it.
+        # Off unless AriaMagics.rpc_allow_origin_all: with it any web page the user opens may try the
+        # RPC from the browser. aria2c runs as root and its RPC can write anywhere (dir, out), so the
+        # RPC is loopback only (rpc-listen-all false), needs the secret, and %tunnel PORT refuses it.
         ("rpc-allow-origin-all", "true" if config.rpc_allow_origin_all else "false"),
         ("rpc-save-upload-metadata", "true"),
         ("dir", download_dir),
@@ -464,6 +466,8 @@ class Aria2:
                 ("secret token", self.secret().reveal()),
                 ("AriaNg", "AriaNg Settings > RPC: host localhost, port 6800, protocol http, secret above"),
                 ("browser extension", "Aria2 Explorer / Aria2 for Chrome: the same address and secret"),
+                ("web page origin", "AriaNg opened from a web site needs %config Aria2Magics.rpc_allow_origin_all "
+                 "= True, then %aria2 start (off by default: any page could then try the RPC)"),
             ],
         )
 

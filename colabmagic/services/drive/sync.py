@@ -159,7 +159,7 @@ def sync(
             _write_record(cfg, backend, last_sync=report.summary())
             return report
         raise ColabMagicError(
-            f"nothing is mounted at {mp}: use the cell form %%drive_sync (it mounts first) "
+            f"nothing is mounted at {str(mp)!r}: use the cell form %%drive_sync (it mounts first) "
             "or colabmagic.services.drive.mount(config)"
         )
     _write_record(cfg, backend)

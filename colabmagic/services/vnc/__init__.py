@@ -55,6 +55,7 @@ class VncConfig:
     via: Optional[str] = None  # tunnel provider exposing the desktop (the web page with ``web``)
     tunnel_options: Mapping[str, Any] = field(default_factory=dict)  # relay, server, ... (see %tunnel)
     tunnel_binary: Optional[str] = None  # the provider's binary (frpc, cloudflared, ngrok) if not the default
+    insecure: bool = False  # allow a tunnel whose public side is not encrypted (the password crosses in clear)
     gpu: bool = False
     timeout: float = 120.0
 
@@ -334,6 +335,13 @@ def _tunnel_config(config: VncConfig, via: str, port: int) -> Any:
     # An http tunnel where the provider gives one without extra settings (the page and its
     # WebSocket pass through it); else a tcp one, which carries them just as well.
     proto = "http" if (config.web and via in HTTP_PROVIDERS and "http" in prov.protos) else "tcp"
+    # The page and RFB carry the VNC password: only over an encrypted public side (exposure.py).
+    if config.web:
+        tunnels.exposure.require_encrypted("the noVNC page and the VNC password", via, proto, config.insecure,
+                                           tunnels.exposure.SAFE_HTTP.format(port=port))
+    else:
+        tunnels.exposure.require_encrypted("raw VNC (the password's challenge and every keystroke)", via, proto,
+                                           config.insecure, tunnels.exposure.SAFE_TCP.format(port=port))
     tunnel_config = tunnels.TunnelConfig(name=TUNNEL_NAME, local_port=port, proto=proto,
                                          options=dict(config.tunnel_options), binary=config.tunnel_binary)
     check = getattr(tunnels, "check", None)
