@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import Optional
 from urllib.parse import urlsplit
 
 from ...errors import ColabMagicError
@@ -69,7 +70,7 @@ class ColabProxyError(ColabMagicError):
     """Colab's notebook UI did not give the proxy address of a port."""
 
 
-def proxy_url(port: int, timeout: float = EVAL_JS_TIMEOUT) -> str:
+def proxy_url(port: int, timeout: Optional[float] = None) -> str:
     """The https URL of Colab's port proxy for ``port``, asked of the notebook's browser.
 
     ``google.colab.output.eval_js`` (colabtools google/colab/output/_js.py and
@@ -77,6 +78,7 @@ def proxy_url(port: int, timeout: float = EVAL_JS_TIMEOUT) -> str:
     ``timeout_sec``, and with it returns None when no reply came; an error in
     the browser raises ``MessageError``. Each becomes one line here.
     """
+    timeout = EVAL_JS_TIMEOUT if timeout is None else timeout
     try:
         from google.colab import output  # type: ignore[import-not-found]
     except ImportError as exc:
