@@ -44,10 +44,12 @@ def fuse2_instead_of_fuse3() -> Iterator[None]:
     finally:
         if had["fuse3"]:
             apt("install", "--no-install-recommends", "fuse3")
+            if not had["fuse"]:
+                apt("purge", "fuse")  # removed by fuse3's install; its leftover record goes too
         elif not had["fuse"]:
-            apt("remove", "fuse")
+            apt("purge", "fuse")
         if not had["libfuse2"] and installed("libfuse2"):
-            apt("remove", "libfuse2")
+            apt("purge", "libfuse2")
         assert {p: installed(p) for p in had} == had, "the machine's FUSE packages were not put back"
 
 
