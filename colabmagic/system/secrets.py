@@ -163,6 +163,11 @@ def _from_colab(name: str) -> Optional[str]:
     return value or None
 
 
+def _http_code(err: BaseException) -> Optional[int]:
+    code = getattr(err.__cause__, "code", None)
+    return code if isinstance(code, int) else None
+
+
 def _from_kaggle(name: str) -> Optional[str]:
     from . import environment
 
@@ -181,10 +186,10 @@ def _from_kaggle(name: str) -> Optional[str]:
                 f"Kaggle's Secrets are not available in this session ({err}); "
                 f"set {name} in the environment instead"
             )
-        elif isinstance(err, ConnectionError) and getattr(err.__cause__, "code", None):
+        elif isinstance(err, ConnectionError) and _http_code(err):
             # The real client reports an HTTP error (a refused token: 401/403) as a ConnectionError.
             _failed[("kaggle", "*")] = (
-                f"Kaggle's Secrets service refused this session (HTTP {err.__cause__.code}); "
+                f"Kaggle's Secrets service refused this session (HTTP {_http_code(err)}); "
                 f"set {name} in the environment instead"
             )
         elif isinstance(err, ConnectionError):

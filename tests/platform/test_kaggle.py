@@ -75,3 +75,18 @@ def test_kaggle_secrets_unreachable_is_one_line_and_falls_through(ip: Any, kaggl
     assert "internet" in secrets.hint("FRP_TOKEN")
     monkeypatch.setenv("FRP_TOKEN", "from-env")  # the environment comes before Kaggle's Secrets
     assert secrets.get("FRP_TOKEN").source == "environment"
+
+
+@pytest.mark.parametrize("token,expected", [(None, "not available in this session"),
+                                            ("stale-token", "refused this session (HTTP 401)")])
+def test_kaggle_secrets_without_a_valid_session_token_say_so_in_one_line(
+        kaggle: Any, monkeypatch: pytest.MonkeyPatch, token: Any, expected: str) -> None:
+    if token is None:
+        monkeypatch.delenv("KAGGLE_USER_SECRETS_TOKEN")  # the client's CredentialError
+    else:
+        monkeypatch.setenv("KAGGLE_USER_SECRETS_TOKEN", token)  # a 401, which the client calls ConnectionError
+    assert secrets.get("FRP_TOKEN", prompt=False) is None
+    line = secrets.hint("FRP_TOKEN")
+    assert expected in line and "\n" not in line
+    assert secrets.get("NGROK_AUTHTOKEN", prompt=False) is None
+    assert kaggle.requests == []  # not asked again for another name in this kernel
