@@ -106,6 +106,8 @@ def broken_apt_sources(tmp_path: Path) -> Iterator[List[str]]:
 def test_a_broken_apt_source_does_not_block_a_package_from_the_main_source(
         broken_apt_sources: List[str], monkeypatch: pytest.MonkeyPatch) -> None:
     had_hello = installed("hello")
+    policy = installer.POLICY_RC_D
+    policy_before = policy.read_bytes() if policy.exists() else None
     monkeypatch.setattr(installer, "STALE_LISTS", -1)  # lists count as stale: `apt-get update` runs
     try:
         if had_hello:
@@ -118,6 +120,9 @@ def test_a_broken_apt_source_does_not_block_a_package_from_the_main_source(
         message = caught.value.message
         assert "no such Debian package: colabmagic-no-such-package" in message
         assert all(url in message for url in broken_apt_sources)
+        # The machine's own policy-rc.d (or its absence) is as it was after the installs.
+        assert (policy.read_bytes() if policy.exists() else None) == policy_before
+        assert not installer._saved_path().exists()
     finally:
         if not had_hello and installed("hello"):
             apt("remove", "hello")
@@ -142,3 +147,23 @@ def test_an_install_starts_no_service_and_puts_the_machines_policy_rc_d_back(
             raise RuntimeError("apt failed")
     assert policy.read_text() == own and (policy.stat().st_mode & 0o777) == 0o750
     assert not installer._saved_path().exists()
+
+
+def test_failing_sources_are_read_from_apt_2_and_apt_3_output() -> None:
+    lines = [
+        "Hit:1 http://deb.debian.org/debian bookworm InRelease",
+        "Err:2 http://127.0.0.1:9/debian bookworm InRelease",  # apt 2.x
+        "W: GPG error: https://cloud.r-project.org/bin/linux/ubuntu jammy-cran40/ InRelease: "
+        "The following signatures couldn't be verified because the public key is not available: NO_PUBKEY 51716619E084DAB9",
+        "E: The repository 'https://cloud.r-project.org/bin/linux/ubuntu jammy-cran40/ InRelease' is not signed.",
+        "Error: The repository 'https://ppa.launchpadcontent.net/deadsnakes/ppa/ubuntu jammy Release' "
+        "does not have a Release file.",  # apt 3.0 wording
+        "Warning: Failed to fetch http://r2u.stat.illinois.edu/ubuntu/dists/jammy/InRelease  Could not resolve host",
+        "W: Some index files failed to download. They have been ignored, or old ones used instead.",
+    ]
+    assert installer._failed_sources(lines) == [
+        "http://127.0.0.1:9/debian",
+        "https://cloud.r-project.org/bin/linux/ubuntu",
+        "https://ppa.launchpadcontent.net/deadsnakes/ppa/ubuntu",
+        "http://r2u.stat.illinois.edu/ubuntu",
+    ]
