@@ -123,3 +123,28 @@ def test_drive_mount_refusals_say_what_to_do(ip: Any, colab: Dict[str, Any], tmp
     ip.cell(f"%config DriveMagics.mountpoint = {str(tmp_path / 'drive')!r}")
     line = one_line(ip.cell("%%drive_sync\nx = 1", check=False).error)
     assert "not granted" in line and "allow access" in line
+
+
+def test_flush_where_colab_does_not_support_it_is_a_clear_error(ip: Any, colab: Dict[str, Any], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "drivefs" / "cloud").mkdir(parents=True)
+    monkeypatch.setenv("COLABMAGIC_STANDIN_DRIVE", str(tmp_path / "drivefs"))
+    monkeypatch.setenv("COLABMAGIC_STANDIN_DRIVE_FLUSH_SECONDS", "0")
+    mp = tmp_path / "drive"
+    ip.cell("%config DriveMagics.backend = 'colab'")
+    ip.cell(f"%config DriveMagics.mountpoint = {str(mp)!r}")
+    try:
+        # Mounted; then (as where /var/colab/mp exists) flush_and_unmount raises NotImplementedError.
+        body = (f"open({str(mp / 'MyDrive' / 'x.txt')!r}, 'w').write('x')\n"
+                "import os; os.environ['COLABMAGIC_STANDIN_COLAB_HOST'] = 'mp'")
+        c = ip.cell("%%drive_sync\n" + body, check=False)
+        assert c.error is not None
+        assert "does not work here" in str(c.error) and "--backend rclone" in str(c.error)
+    finally:
+        import subprocess
+
+        from colabmagic.services.drive import writers
+
+        subprocess.run(["umount", "-l", str(mp)], capture_output=True)
+        writers.unguard(str(mp))
+        subprocess.run(["chattr", "-i", str(mp)], capture_output=True)
