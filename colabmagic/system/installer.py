@@ -302,14 +302,22 @@ def services_held() -> Iterator[None]:
 
 
 def _disable_system_services(installed_now: Sequence[str]) -> None:
-    """Undo the boot-time enabling of services whose daemon colabmagic runs itself (systemd)."""
-    helper = shutil.which("deb-systemd-helper")
-    if not helper or os.geteuid() != 0:
+    """Undo the boot-time enabling of services whose daemon colabmagic runs itself.
+
+    ``systemctl disable`` works without a running systemd (it edits the unit
+    links, and the SysV links through systemd-sysv-install); it stops nothing.
+    """
+    systemctl = shutil.which("systemctl")
+    if os.geteuid() != 0:
         return
     for package in installed_now:
-        for unit in SYSTEM_SERVICES.get(package, []):
-            if any(Path(d, unit).exists() for d in ("/lib/systemd/system", "/usr/lib/systemd/system")):
-                subprocess.run([helper, "disable", unit], capture_output=True, stdin=subprocess.DEVNULL)
+        units = [u for u in SYSTEM_SERVICES.get(package, [])
+                 if any(Path(d, u).exists() for d in ("/lib/systemd/system", "/usr/lib/systemd/system"))]
+        if systemctl and units:
+            subprocess.run([systemctl, "disable", "--quiet", "--"] + units, capture_output=True,
+                           stdin=subprocess.DEVNULL)
+        elif shutil.which("update-rc.d") and Path("/etc/init.d/ssh").exists() and package == "openssh-server":
+            subprocess.run(["update-rc.d", "ssh", "disable"], capture_output=True, stdin=subprocess.DEVNULL)
 
 
 # --- FUSE -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -167,3 +168,19 @@ def test_failing_sources_are_read_from_apt_2_and_apt_3_output() -> None:
         "https://ppa.launchpadcontent.net/deadsnakes/ppa/ubuntu",
         "http://r2u.stat.illinois.edu/ubuntu",
     ]
+
+
+def test_a_newly_installed_openssh_server_is_not_enabled_at_boot() -> None:
+    wants = Path("/etc/systemd/system/multi-user.target.wants/ssh.service")
+    if not (Path("/lib/systemd/system/ssh.service").exists() and shutil.which("systemctl")):
+        pytest.skip("no ssh.service unit or systemctl here")
+    enabled_before = wants.is_symlink()
+    try:
+        subprocess.run(["systemctl", "enable", "--quiet", "ssh.service"], capture_output=True, check=True)
+        assert wants.is_symlink()  # what openssh-server's postinst does on Debian and Ubuntu
+        installer._disable_system_services(["openssh-server"])  # what ensure_packages runs after it
+        assert not wants.is_symlink()
+    finally:
+        action = "enable" if enabled_before else "disable"
+        subprocess.run(["systemctl", action, "--quiet", "ssh.service"], capture_output=True)
+        assert wants.is_symlink() == enabled_before
