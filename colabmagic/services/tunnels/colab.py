@@ -59,7 +59,8 @@ class ColabProvider(Provider):
         try:
             url = proxy_url(int(config.local_port))
         except ColabMagicError:
-            service.stop()  # the placeholder holds nothing without an address
+            if not service.info.get("public"):
+                service.stop()  # a first start: the placeholder holds nothing without an address
             raise
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
