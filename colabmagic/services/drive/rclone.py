@@ -71,13 +71,14 @@ def cache_dir() -> Path:
 
 
 def binary(config: DriveConfig, progress: Optional[Progress] = None) -> str:
-    """The rclone executable (installing rclone and fuse3 with the installer when missing)."""
+    """The rclone executable (installing rclone, and FUSE where no fusermount exists, when missing)."""
     if config.rclone:
         if not (os.path.isfile(config.rclone) and os.access(config.rclone, os.X_OK)):
             raise ColabMagicError(f"rclone not found at {config.rclone}")
         return config.rclone
-    if not shutil.which("rclone") or not shutil.which("fusermount3"):
-        installer.ensure_packages(["rclone", "fuse3"], progress=progress)
+    if not shutil.which("rclone"):
+        installer.ensure_packages(["rclone"], progress=progress)
+    installer.ensure_fuse(progress)  # an installed fuse 2 is kept; fuse3 only when neither is there
     found = shutil.which("rclone")
     if not found:
         raise ColabMagicError("rclone is not installed and could not be installed")
