@@ -66,6 +66,10 @@ def status_table() -> display.Table:
                 public,
             ]
         )
+    if importlib.util.find_spec(DOMAINS["drive"]) is not None:
+        # A guarded Drive mountpoint is no service, but it is why `rm -rf ~/drive` says "not permitted".
+        for mountpoint, note in importlib.import_module(DOMAINS["drive"]).guards():
+            rows.append(["drive mountpoint guard", "immutable", "", "", "", mountpoint, note])
     return display.Table(
         ["service", "status", "pid", "uptime", "restarts", "address", "public"],
         rows,
