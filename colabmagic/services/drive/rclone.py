@@ -336,14 +336,6 @@ class RcloneBackend:
         return stats if isinstance(stats, dict) and "uploadsQueued" in stats else None
 
     # -- flush
-    def start_flush(self) -> None:
-        """Make every upload already queued start now (the sync reads the changed files meanwhile)."""
-        try:
-            self._rc("core/bwlimit", {"rate": self.config.bwlimit or "off"})
-            self._expedite()
-        except ColabMagicError:
-            pass  # flush() says what is wrong
-
     def _expedite(self) -> List[Dict[str, Any]]:
         """vfs/queue, with every item not yet uploading moved to "upload now"."""
         queue = self._rc("vfs/queue").get("queue") or []

@@ -2,7 +2,9 @@
 
 The order matters: aria2 downloads into the mount are paused and files
 held open for writing are named before anything else; changed files are
-hashed through the mount (rclone's queued uploads already run meanwhile);
+hashed through the mount before the flush starts uploads (rclone can
+read a file wrongly that is opened just as its upload completes: seen after
+rclone reloaded its cache);
 the flush leaves an rclone mount up (Colab's flush unmounts, and the mount
 comes back unless asked not to, even when the flush fails or times out);
 a bare mountpoint is guarded while unmounted; the snapshot moves forward
@@ -196,21 +198,21 @@ def sync(
 
     # Writers first: aria2 downloads into the mount pause; anything else still writing is named.
     aria, paused = writers.pause_aria2(mp)
+    flushed = False
     try:
         aria_pid = getattr(aria, "pid", None) if aria is not None else None
         holders = [h for h in writers.open_for_writing(mp) if h[0] != aria_pid]
         if holders:
             listing = ", ".join(f"{path} (pid {pid} {prog})" for pid, prog, path in holders[:10])
             raise ColabMagicError(f"files under {mp} are still open for writing; close them first: {listing}")
-        start_flush = getattr(backend, "start_flush", None)
-        if start_flush is not None:
-            start_flush()
         algo, method, expected = _expected(backend, cfg, changes, deadline, progress)
         flush_error, mounted_after, post = _flush_and_remount(backend, cfg, tracker, unmount, deadline,
                                                               expected, algo)
+        flushed = True
     finally:
-        # Left unmounted, the downloads stay paused (they would fail to land) until the next mount.
-        if aria is not None and tracking.is_mounted(mp):
+        # Left unmounted (--unmount stops rclone below, once verified), the downloads stay paused
+        # (they would fail to land) until the next mount.
+        if aria is not None and tracking.is_mounted(mp) and not (unmount and flushed):
             writers.resume_aria2(aria, paused)
         elif paused:
             writers.remember_paused(mp, paused)
