@@ -18,7 +18,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ... import display
 from ...errors import ColabMagicError
@@ -112,11 +112,13 @@ def current() -> Optional[DriveMount]:
                       str(data.get("last_sync", "")))
 
 
-def guards() -> List[Tuple[str, str]]:
+def guards(mountpoints: Sequence[str] = ()) -> List[Tuple[str, str]]:
     """(mountpoint, what its guard is) for every unmounted mountpoint colabmagic left guarded: the one
-    it knows from its record or guard records, and the default ones (found with no record at all)."""
+    it knows from its record or guard records, the ``mountpoints`` given (the configured one) and the
+    default ones, these found with no record at all."""
     candidates = [_read_record().get("mountpoint"), os.path.expanduser(config_defaults.DEFAULT_MOUNTPOINT),
                   config_defaults.DEFAULT_COLAB_MOUNTPOINT]
+    candidates += [os.path.abspath(os.path.expanduser(mp)) for mp in mountpoints]
     for record in paths.subdir("drive").glob("guard-*.json"):
         try:
             candidates.append(json.loads(record.read_text()).get("mountpoint"))
