@@ -473,3 +473,26 @@ def test_after_rclone_is_killed_the_mount_comes_back_and_the_next_sync_uploads_w
     report = ip.cell("%drive_sync --timeout 120").value
     assert report.verified and [f.path for f in report.files] == ["pending.txt"]
     assert (remote / "pending.txt").read_text() == "written, not yet uploaded"
+
+
+
+def test_a_close_that_reaches_rclone_after_the_flush_began_is_waited_for(rclone_env: Dict[str, Path]) -> None:
+    """The release race, made wide on purpose: the kernel hands a file's last close to rclone after
+    close() has returned, and only then does rclone queue the upload. Here the close comes a second
+    after the flush began; the flush must wait for it rather than take the empty queue for done."""
+    import threading
+
+    from colabmagic.services.drive import rclone as rclone_backend
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    config = drive.DriveConfig(backend="rclone", remote=str(remote), mountpoint=str(mp), write_back="5m")
+    drive.mount(config)
+    data = os.urandom(2 * MB)
+    writer = threading.Timer(1.0, lambda: (mp / "late.bin").write_bytes(data))
+    backend = rclone_backend.RcloneBackend(config.resolved())
+    writer.start()
+    try:
+        backend.flush(time.monotonic() + 120, {"late.bin": (len(data), hashlib.sha256(data).hexdigest())}, "sha256")
+    finally:
+        writer.join()
+    assert (remote / "late.bin").read_bytes() == data
