@@ -236,6 +236,8 @@ class RcloneBackend:
         self.config = config
         self.progress = progress
         self._hash: Optional[Tuple[Optional[str], str]] = None
+        # What the flush already read back from the remote, as expected (not read twice).
+        self._confirmed: Dict[str, Tuple[int, Optional[str]]] = {}
 
     # -- description
     @property
@@ -382,7 +384,9 @@ class RcloneBackend:
             if not busy:
                 if waiting:
                     present = self.remote_files(sorted(waiting), algo, deadline)
-                    waiting = {p for p in waiting if present.get(p) != (expected or {}).get(p)}
+                    matched = {p for p in waiting if p in present and present[p] == (expected or {}).get(p)}
+                    self._confirmed.update({p: present[p] for p in matched})
+                    waiting -= matched
                 if not waiting or time.monotonic() >= release_until:
                     return
             total = max(total, len(queue))
@@ -423,6 +427,8 @@ class RcloneBackend:
 
     def remote_files(self, rel_paths: Sequence[str], algo: Optional[str], deadline: float) -> Dict[str, Tuple[int, Optional[str]]]:
         """size and checksum on the remote itself (not through the mount) of each path present."""
+        known = {p: self._confirmed[p] for p in rel_paths if p in self._confirmed}
+        rel_paths = [p for p in rel_paths if p not in known]
         remote, _ = remote_and_config(self.config)
         opt: Dict[str, Any] = {"showHash": True, "hashTypes": [algo]} if algo else {"noModTime": True}
 
@@ -435,7 +441,7 @@ class RcloneBackend:
             except OSError:  # the answer did not come in time (a large file hashed on a slow remote)
                 raise FlushTimeout("reading the files back from the remote took longer than the timeout", {})
 
-        found: Dict[str, Tuple[int, Optional[str]]] = {}
+        found = dict(known)
         with ThreadPoolExecutor(max_workers=4) as pool:
             for rel, item in zip(rel_paths, pool.map(stat, rel_paths)):
                 if item and not item.get("IsDir"):
