@@ -17,7 +17,7 @@ from .harness import GB, MB, Context, Result, load_average, machine, new_shell, 
 # Row name -> the group that measures it (groups share their set-up: a relay, a server, a mount).
 GROUPS: Dict[str, str] = {
     "load": "load",
-    "ssh": "ssh", "ssh-cold": "ssh", "throughput": "ssh", "latency": "ssh",
+    "ssh": "ssh", "ssh-cold": "ssh", "ssh-identity": "ssh", "throughput": "ssh", "latency": "ssh",
     "vnc": "vnc", "vnc-cold": "vnc",
     "aria2": "aria2", "torrent": "aria2",
     "drive": "drive",

@@ -1,4 +1,4 @@
-"""Rows 1 and 3: SSH ready through a relay (cold and warm) and throughput through the tunnel.
+"""Rows 1 and 3: SSH ready through a relay (cold, warm, and on a new runtime with an identity) and throughput.
 
 colabmagic's way is ``%tunnel ssh --via ssh`` to a loopback relay sshd
 (colabmagic.demo.relay). The recipe's way is the classic one done by hand in
@@ -125,11 +125,14 @@ class OurTunnel:
 class HandTunnel:
     """The classic recipe by hand: copied sshd_config + appended lines, sshd -D, ssh -R with defaults."""
 
-    def __init__(self, ctx: Context, relay: Relay, ssh_options: Tuple[str, ...] = ()):
+    def __init__(self, ctx: Context, relay: Relay, ssh_options: Tuple[str, ...] = (),
+                 host_key: Optional[Path] = None, remote_port: int = 0):
         self.ctx, self.relay = ctx, relay
         self.procs: List[subprocess.Popen] = []
-        self.remote_port = 0
+        self.remote_port = remote_port
         self.ssh_options = ssh_options
+        self.host_key = host_key  # a host key saved from an earlier runtime (the recipe copies it back)
+        self.known_hosts: Optional[Path] = None
 
     def start(self, install: bool = False) -> None:
         if install:
@@ -144,9 +147,13 @@ class HandTunnel:
             fh.write(f"\nPort {port}\nListenAddress 127.0.0.1\nPermitRootLogin yes\n"
                      f"AuthorizedKeysFile {folder}/authorized_keys\nStrictModes no\n"
                      f"PidFile {folder}/sshd.pid\n")
+            if self.host_key is not None:  # the recipe's "cp /content/drive/ssh_host_* /etc/ssh/"
+                shutil.copyfile(self.host_key, folder / "ssh_host_ed25519_key")
+                os.chmod(folder / "ssh_host_ed25519_key", 0o600)
+                fh.write(f"HostKey {folder}/ssh_host_ed25519_key\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         self._spawn([which("sshd"), "-D", "-f", str(config)], folder / "sshd.log")
-        self.remote_port = _free_port()
+        self.remote_port = self.remote_port or _free_port()
         r = self.relay.relay
         self._spawn(["ssh", "-N", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.relay.known_hosts}",
                      "-i", str(r.client_key), *self.ssh_options,
@@ -155,6 +162,10 @@ class HandTunnel:
         _wait_login(self.login())
 
     def login(self) -> List[str]:
+        if self.known_hosts is not None:  # the laptop pinned the saved key last time
+            return _ssh_base(self.relay.user_key) + [
+                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "GlobalKnownHostsFile=/dev/null", "-p", str(self.remote_port), "root@127.0.0.1"]
         return _ssh_base(self.relay.user_key) + [
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-p", str(self.remote_port), "root@127.0.0.1"]
@@ -217,6 +228,57 @@ def _ready(ctx: Context, relay: Relay, cold: bool) -> Result:
     )
 
 
+def _identity(ctx: Context, relay: Relay) -> Result:
+    """A brand-new runtime with an identity folder, to the first login with the laptop's unchanged files."""
+    r = relay.relay
+    saved = ctx.folder("identity")
+    ident = saved / "colab-identity"
+    laptop = saved / "laptop"
+    laptop.mkdir()
+    remote_port = _free_port()
+    ctx.fresh_home("identity-first")  # the runtime that made the identity (not timed)
+    first = ctx.cell(f"%tunnel ssh --identity {ident} --via ssh --relay {r.relay} --relay-host-key '{r.host_key}' "
+                     f"--relay-key-file {r.client_key} --remote-port {remote_port} --key '{relay.user_pub}'")
+    (laptop / "known_hosts").write_text(first.known_hosts_line() + "\n")
+    (laptop / "config").write_text(first.ssh_config())
+    alias = first.ssh.host_alias
+    stop_services()
+    login = _ssh_base(relay.user_key) + ["-F", str(laptop / "config"), "-o",
+                                         f"UserKnownHostsFile={laptop / 'known_hosts'}",
+                                         "-o", "GlobalKnownHostsFile=/dev/null", alias]
+    hand_key = saved / "hand_host_key"  # the recipe's key, saved to "Drive" once
+    run_quiet(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hand_key)])
+    hand_port = _free_port()
+    hand_known = saved / "hand_known_hosts"
+    hand_known.write_text(f"[127.0.0.1]:{hand_port} " + " ".join(Path(f"{hand_key}.pub").read_text().split()[:2])
+                          + "\n")
+
+    def ours() -> float:
+        ctx.fresh_home("identity")  # a new runtime: no host key, nothing running
+        try:
+            return timed(lambda: (ctx.cell(f"%tunnel ssh --identity {ident}"), _wait_login(login)))
+        finally:
+            stop_services()
+
+    def theirs() -> float:
+        h = HandTunnel(ctx, relay, host_key=hand_key, remote_port=hand_port)
+        h.known_hosts = hand_known
+        try:
+            return timed(h.start)
+        finally:
+            h.stop()
+
+    mine, recipe = measure(ctx.runs, ours, theirs)
+    return Result(
+        row="SSH ready, new runtime with an identity",
+        what="to the first login with the laptop's unchanged known_hosts and config (StrictHostKeyChecking=yes)",
+        ours=mine, theirs=recipe, ours_label="`%tunnel ssh --identity DIR`",
+        theirs_label="copy the saved host key + sshd_config copy + sshd + `ssh -R` to the same port",
+        note="both restore a host key saved on an earlier runtime and open the same relay port, so the laptop's "
+             "files work unchanged; colabmagic also restores the authorized keys, relay key and relay settings",
+    )
+
+
 def _push(login: List[str], size: int) -> float:
     """Send ``size`` zero bytes through the login into `cat > /dev/null`; seconds."""
     began = time.perf_counter()
@@ -249,6 +311,8 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
             results.append(_ready(ctx, relay, cold=False))
         if "ssh-cold" in rows:
             results.append(_ready(ctx, relay, cold=True))
+        if "ssh-identity" in rows:
+            results.append(_identity(ctx, relay))
         if "throughput" in rows or "latency" in rows:
             ours, hand = OurTunnel(ctx, relay), HandTunnel(ctx, relay)
             try:

@@ -89,6 +89,11 @@ def card_html(title: str, fields: Sequence[Tuple[str, Any]], blocks: Sequence[Tu
     return "".join(parts)
 
 
+def link_html(url: str, text: str) -> str:
+    """A clickable link (a ``vscode://`` one opens VS Code on the user's machine)."""
+    return f"<div><a href='{html.escape(url, quote=True)}'>{html.escape(text)}</a> <code>{html.escape(url)}</code></div>"
+
+
 def bar_text(fraction: float, width: int = 20) -> str:
     fraction = min(max(fraction, 0.0), 1.0)
     filled = int(round(fraction * width))

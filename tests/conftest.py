@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 from homes import moved_home, stop_services_of
@@ -111,7 +111,8 @@ def ssh_login(tmp_path: Path) -> SshRunner:
     """Run the real ssh client with ONLY the printed known_hosts line and Host block."""
 
     def run(known_hosts_line: str, host_block: str, key: Path, command: str,
-            extra: Optional[List[str]] = None, timeout: float = 30) -> subprocess.CompletedProcess:
+            extra: Optional[List[str]] = None, timeout: float = 30, host: str = "colabmagic",
+            env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
         folder = Path(tempfile.mkdtemp(dir=tmp_path))
         known = folder / "known_hosts"
         known.write_text(known_hosts_line + "\n")
@@ -122,7 +123,8 @@ def ssh_login(tmp_path: Path) -> SshRunner:
                 "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
                 "-o", "ConnectTimeout=10", "-i", str(key)]
         argv += list(extra or [])
-        argv += ["colabmagic", command]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        argv += [host, command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              env=env)
 
     return run

@@ -6,6 +6,7 @@ calls ``colabmagic.services.tunnels`` and returns a ``Tunnel``.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from IPython.core.error import UsageError
@@ -22,6 +23,7 @@ from .base import ColabMagicsBase, lazy_import, make_parser
 if TYPE_CHECKING:
     from ..services.tunnels.base import Tunnel
 
+identity = lazy_import("colabmagic.services.identity")
 jupyter = lazy_import("colabmagic.services.jupyter")
 sshd = lazy_import("colabmagic.services.sshd")
 tunnels = lazy_import("colabmagic.services.tunnels")
@@ -43,7 +45,11 @@ def _provider_options(parser: MagicArgumentParser) -> None:
     group.add_argument("--relay-key-file", metavar="PATH", help="ssh: private key to log in to the relay")
     group.add_argument("--remote-port", metavar="N", help="ssh/frp: the port opened on the relay or frps")
     group.add_argument("--server", metavar="HOST:PORT", help="frp: your frps server")
-    group.add_argument("--domain", help="frp: custom domain for http")
+    group.add_argument("--domain", help="frp: custom domain for http; ngrok: reserved domain")
+    group.add_argument("--remote-addr", metavar="HOST:PORT", help="ngrok: a reserved TCP address "
+                       "(the same address on every runtime)")
+    group.add_argument("--hostname", metavar="HOST", help="cloudflared: the fixed host name of a named tunnel "
+                       "(its token from the secret CLOUDFLARE_TUNNEL_TOKEN)")
 
 
 parser = make_parser("tunnel", "SSH into this machine and expose local ports through a tunnel provider.")
@@ -58,6 +64,10 @@ _ssh.add_argument("--port", metavar="N", help="sshd's loopback port (default: re
 _ssh.add_argument("--env", action="append", default=[], metavar="NAME",
                   help="also pass this kernel variable to SSH sessions")
 _ssh.add_argument("--proto", choices=["tcp"], default="tcp", help="tcp (ssh is always tcp)")
+_ssh.add_argument("--identity", metavar="PATH", help="a folder you own (on Drive, say) keeping the host key, "
+                  "authorized keys, relay key and provider settings: the same host and address on a new runtime")
+_ssh.add_argument("--folder", metavar="PATH", help="the folder the vscode:// link opens (default: the "
+                  "notebook's working directory)")
 _provider_options(_ssh)
 _jup = _sub.add_parser("jupyter", help="JupyterLab with token auth, exposed through the provider")
 _jup.add_argument("--show-token", action="store_true", help="print the login URL with its token")
@@ -72,6 +82,13 @@ port_parser = make_parser("tunnel PORT", "Expose a local port (TensorBoard, Grad
 port_parser.add_argument("port", metavar="PORT")
 port_parser.add_argument("--proto", choices=["http", "tcp"], default="http")
 _provider_options(port_parser)
+
+
+QUICK_TUNNEL_NOTE = (
+    "note: this is a cloudflared quick tunnel: its address changes with every new runtime and agent restart. "
+    "For a fixed one, use a named tunnel: the secret CLOUDFLARE_TUNNEL_TOKEN and --hostname HOST "
+    "(with --identity PATH to keep both)."
+)
 
 
 def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional[str],
@@ -91,6 +108,7 @@ def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional
         "",
         f"Then: ssh {alias}",
         f"   VS Code: Remote-SSH: Connect to Host... -> {alias} (it reads the same ~/.ssh/config)",
+        f"   VS Code in one click (after steps 1 and 2): {tunnel.vscode_url()}",
         f"   one line: {tunnel.ssh_command()}",
         f"   VNC (%vnc start) through it: ssh -L 5901:localhost:5901 -N {alias}",
         f"      one line: {tunnel.ssh_command('-L', '5901:localhost:5901', '-N')}",
@@ -104,6 +122,8 @@ def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional
             f"   ssh -J {user_host}:{relay_port} -o HostKeyAlias={tunnel.ssh.host_key_alias} "
             f"-p {tunnel.public_port} {tunnel.ssh.user}@localhost",
         ]
+    if tunnel.provider == "cloudflared" and tunnel.public_host and tunnel.public_host.endswith(".trycloudflare.com"):
+        lines += ["", QUICK_TUNNEL_NOTE]
     if password_shown:
         lines += ["", f"Password for {server.user} (shown this once because you asked; "
                       f"key login still works): {password_shown}"]
@@ -150,7 +170,10 @@ class TunnelMagics(ColabMagicsBase):
     sshd_port = Int(0, help="colabmagic's sshd loopback port (0: remembered, else a free one).").tag(config=True)
     ssh_env = ListTrait(Unicode(), default_value=[], help="Extra kernel variables SSH sessions see "
                         "(like --env).").tag(config=True)
-    host_alias = Unicode("colabmagic", help="The Host name in the printed ~/.ssh/config block.").tag(config=True)
+    host_alias = Unicode("colabmagic", help="The Host name in the printed ~/.ssh/config block (with an "
+                         "identity, the identity's own alias unless you change this).").tag(config=True)
+    identity = Unicode("", help="Default --identity for %tunnel ssh: a folder you own keeping the host key, "
+                       "authorized keys, relay key and provider settings across runtimes.").tag(config=True)
     timeout = Float(60.0, help="Seconds to wait for a tunnel to come up.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
@@ -171,6 +194,8 @@ class TunnelMagics(ColabMagicsBase):
             "remote_port": tunnels.check_port(args.remote_port, "--remote-port") if args.remote_port else None,
             "server": args.server or self.frp_server,
             "domain": args.domain,
+            "hostname": args.hostname,
+            "remote_addr": args.remote_addr,
         }
         return {k: v for k, v in values.items() if v not in (None, "")}
 
@@ -214,26 +239,49 @@ class TunnelMagics(ColabMagicsBase):
         return self._list()
 
     def _ssh(self, args: Any) -> Tunnel:
-        via = args.via or self.provider
         port = tunnels.check_port(args.port, "--port") if args.port else (self.sshd_port or None)
-        keys = sshd.collect_keys(args.key, args.key_file, args.github)
+        path = args.identity or self.identity or None
+        keys = sshd.collect_keys(args.key, args.key_file, args.github, use_secret=not path)
+        name = tunnels.check_name(args.name or "ssh")
+
+        def check(via: str, options: Dict[str, Any], user: Optional[str]) -> None:
+            sshd.check_user(user or self.ssh_user, bool(args.password))
+            tunnels.check(tunnels.TunnelConfig(name=name, local_port=22, proto="tcp", options=options,
+                                               binary=self._binary(via)), via or self.provider)
+
+        plan = identity.prepare(path, args.via, self._options(args), keys, user=args.user, port=port,
+                                default_via=self.provider, check=check)
+        if not plan.keys and path:
+            plan.keys = sshd.collect_keys()
+        via = plan.via or self.provider
         config = sshd.SshdConfig(
-            user=args.user or self.ssh_user,
-            port=port,
-            keys=keys,
+            user=plan.user or self.ssh_user,
+            port=plan.port,
+            keys=plan.keys,
             password=bool(args.password),
             env_names=tuple(dict.fromkeys(list(self.ssh_env) + list(args.env))),
         )
+        host_alias = self.host_alias if (self.host_alias != "colabmagic" or not plan.host_alias) else plan.host_alias
+        for line in plan.report:
+            print(line)
         tunnel, server = tunnels.start_ssh(
-            config, via, options=self._options(args), binary=self._binary(via),
-            name=tunnels.check_name(args.name or "ssh"), host_alias=self.host_alias,
+            config, via, options=plan.options, binary=self._binary(via),
+            name=name, host_alias=host_alias,
             timeout=self.timeout, progress=self.progress("installing openssh-server"),
+            folder=os.path.abspath(os.path.expanduser(args.folder)) if args.folder else os.getcwd(),
         )
+        identity.remember(plan, via, server.port, tunnel.public_port)
         self._announce_login_key(tunnel)
         shown = server.password.reveal() if (args.password and server.password) else None
         record = supervisor.adopt(tunnels.service_name(tunnel.name))
         relay = record.info.get("relay") if (record and tunnel.provider == "ssh") else None
         print(ssh_instructions(tunnel, server, shown, relay))
+        url = tunnel.vscode_url()
+        if url and display.in_notebook():
+            from IPython.display import HTML
+            from IPython.display import display as show
+
+            show(HTML(display.link_html(url, "Open in VS Code (Remote-SSH)")))
         if environment.is_hosted_colab():
             print("\n" + environment.COLAB_TERMS)
         return tunnel
@@ -250,6 +298,8 @@ class TunnelMagics(ColabMagicsBase):
         self._announce_login_key(tunnel)
         where = tunnel.public_url or f"{tunnel.public_host}:{tunnel.public_port}"
         print(f"127.0.0.1:{port} is reachable at {where} (via {via})")
+        if via == "cloudflared" and (tunnel.public_host or "").endswith(".trycloudflare.com"):
+            print(QUICK_TUNNEL_NOTE)
         if not probes.port_open(port):
             print(f"note: nothing listens on 127.0.0.1:{port} yet; the tunnel forwards to it once something does")
         return tunnel

@@ -59,6 +59,46 @@ def resolve(authority: str) -> Tuple[str, int]:
     return str(data["host"]), int(data["port"])
 
 
+def named_tunnel(hostname: str, account: str = "0123456789abcdef0123456789abcdef") -> str:
+    """Create a named tunnel routed to ``hostname`` in the stand-in "Cloudflare account"; its token.
+
+    What the user does once in the Zero Trust dashboard (create a tunnel, add a public
+    hostname for it). The token has real cloudflared's format: standard base64 of JSON
+    ``{"a": account tag, "t": tunnel UUID, "s": base64 tunnel secret}``
+    (cloudflared connection/connection.go ``TunnelToken``, 2026.8.2).
+    """
+    import base64
+    import secrets as _secrets
+    import uuid
+
+    tunnel = str(uuid.uuid4())
+    secret = base64.b64encode(_secrets.token_bytes(32)).decode()
+    record = edge_dir() / f"cf_tunnel_{tunnel}.json"
+    record.write_text(json.dumps({"account": account, "secret": secret, "hostname": hostname}))
+    return base64.b64encode(json.dumps({"a": account, "t": tunnel, "s": secret}).encode()).decode()
+
+
+def named_tunnel_record(tunnel_id: str) -> Optional[Dict[str, str]]:
+    try:
+        return json.loads((edge_dir() / f"cf_tunnel_{tunnel_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def ngrok_reserve(address: str) -> None:
+    """Reserve a domain or TCP address (``1.tcp.ngrok.io:21234``) in the stand-in ngrok account."""
+    path = edge_dir() / "ngrok_reserved.json"
+    found = ngrok_reserved()
+    path.write_text(json.dumps(sorted(set(found) | {address})))
+
+
+def ngrok_reserved() -> list:
+    try:
+        return list(json.loads((edge_dir() / "ngrok_reserved.json").read_text()))
+    except (OSError, ValueError):
+        return []
+
+
 def certificate() -> str:
     """A self-signed certificate with its key in one PEM file, made once per edge folder with openssl.
 

@@ -75,7 +75,8 @@ def forget_tunnel_settings() -> Iterator[None]:
         return
     shell = InteractiveShell.instance()
     for line in ("TunnelMagics.frpc_path = ''", "TunnelMagics.cloudflared_path = ''",
-                 "TunnelMagics.ngrok_path = ''", "TunnelMagics.timeout = 60.0"):
+                 "TunnelMagics.ngrok_path = ''", "TunnelMagics.timeout = 60.0",
+                 "TunnelMagics.identity = ''"):
         try:
             shell.run_line_magic("config", line)
         except Exception:  # the extension was not loaded in this test

@@ -3,7 +3,8 @@
 Skipped unless the real binary is on PATH and COLABMAGIC_OFFLINE was not set
 when pytest started (the Makefile sets it, so `make test` never runs these).
 ngrok also needs NGROK_AUTHTOKEN; frp needs your frps in FRP_SERVER
-(host:port), its FRP_TOKEN, and a port it may open in FRP_REMOTE_PORT.
+(host:port), its FRP_TOKEN, and a port it may open in FRP_REMOTE_PORT. A cloudflared
+named tunnel needs CLOUDFLARE_TUNNEL_TOKEN and its hostname in CLOUDFLARED_HOSTNAME.
 """
 
 from __future__ import annotations
@@ -85,3 +86,14 @@ def test_live_frp_tcp(ip, page: Page, online: None) -> None:
             body = repr(exc)
             time.sleep(2)
     assert page.marker in body
+
+
+@pytest.mark.live
+@needs("cloudflared", "CLOUDFLARE_TUNNEL_TOKEN", "CLOUDFLARED_HOSTNAME")
+def test_live_cloudflared_named_tunnel(ip, page: Page, online: None) -> None:
+    """A named tunnel whose hostname routes to the `--url` cloudflared is given (a locally managed
+    tunnel; a dashboard-managed one would need its route set to this page's port)."""
+    hostname = os.environ["CLOUDFLARED_HOSTNAME"]
+    t = ip.cell(f"%tunnel {page.port} --via cloudflared --hostname {hostname}").value
+    assert t.public_url == f"https://{hostname}"
+    assert page.marker in get_until(t.public_url, page.marker)

@@ -145,6 +145,7 @@ def _ssh_access(info: Dict[str, Any]) -> Optional[SshAccess]:
         known_hosts_line=str(access.get("known_hosts_line", "")),
         fingerprint=str(access.get("fingerprint", "")),
         options=options,
+        folder=str(access.get("folder", "")),
     )
 
 
@@ -238,6 +239,7 @@ def start_ssh(
     timeout: float = 60.0,
     progress: Optional[Callable[[float, str], None]] = None,
     announce: Announce = _print,
+    folder: str = "",
 ) -> Tuple[Tunnel, sshd.Sshd]:
     """``%tunnel ssh``: colabmagic's sshd (started or reused) exposed through provider ``via``.
 
@@ -260,6 +262,7 @@ def start_ssh(
         "host_key_alias": pending.key.alias,
         "known_hosts_line": pending.key.known_hosts_line(pending.key.alias),
         "fingerprint": pending.key.fingerprint,
+        "folder": folder,
     }
     try:
         agent = launch(config, via, extra_info={"ssh_access": access, "group": GROUP})

@@ -84,6 +84,7 @@ class SshAccess:
     known_hosts_line: str  # "ALIAS TYPE BASE64": pins our sshd's host key
     fingerprint: str  # SHA256:... of that host key
     options: Mapping[str, str] = field(default_factory=dict)  # from Provider.ssh_options (ProxyCommand)
+    folder: str = ""  # the folder the vscode:// link opens
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,14 @@ class Tunnel:
     def known_hosts_line(self) -> str:
         return self._require_ssh().known_hosts_line
 
+    def vscode_url(self, folder: Optional[str] = None) -> Optional[str]:
+        """``vscode://vscode-remote/ssh-remote+ALIAS/FOLDER``: VS Code opens FOLDER over Remote-SSH."""
+        if self.ssh is None or not self.public_host:
+            return None
+        from ..identity import vscode_url
+
+        return vscode_url(self.ssh.host_alias, folder or self.ssh.folder or "/")
+
     def ssh_command(self, *extra: str) -> str:
         """The one-line ``ssh`` command (needs the known_hosts line in ~/.ssh/known_hosts)."""
         ssh = self._require_ssh()
@@ -152,4 +161,6 @@ class Tunnel:
         return display.card_text(f"Tunnel {self.name}", self._fields())
 
     def _repr_html_(self) -> str:
-        return display.card_html(f"Tunnel {self.name}", self._fields())
+        card = display.card_html(f"Tunnel {self.name}", self._fields())
+        url = self.vscode_url()
+        return card + display.link_html(url, "Open in VS Code (Remote-SSH)") if url else card

@@ -31,6 +31,7 @@ from . import agent, binaries
 from .base import Provider, PublicAddress, TunnelConfig
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+REMOTE_ADDR = re.compile(r"^(?=.{1,253}:)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:[0-9]{1,5}$")
 REGIONS = ("us", "eu", "ap", "au", "sa", "jp", "in")
 
 
@@ -46,6 +47,9 @@ def config_data(config: TunnelConfig, token: str, web_port: int) -> Dict[str, An
     domain = str(config.options.get("domain") or "").strip()
     if domain:
         tunnel["domain"] = domain
+    remote_addr = str(config.options.get("remote_addr") or "").strip()
+    if remote_addr:
+        tunnel["remote_addr"] = remote_addr  # a reserved TCP address: the same host:port every time
     data: Dict[str, Any] = {
         "version": "2",
         "authtoken": token,
@@ -76,6 +80,10 @@ class NgrokProvider(Provider):
         domain = str(config.options.get("domain") or "").strip()
         if domain and (config.proto != "http" or not DOMAIN.match(domain)):
             raise BadInputError(f"--domain for ngrok must be a domain name on an http tunnel, not {domain!r}")
+        remote_addr = str(config.options.get("remote_addr") or "").strip()
+        if remote_addr and (config.proto != "tcp" or not REMOTE_ADDR.match(remote_addr)):
+            raise BadInputError(f"--remote-addr for ngrok must be a reserved TCP address HOST:PORT on a tcp "
+                                f"tunnel, not {remote_addr!r}")
         region = str(config.options.get("region") or "").strip()
         if region and region not in REGIONS:
             raise BadInputError(f"ngrok region must be one of {', '.join(REGIONS)}, not {region!r}")
@@ -153,6 +161,9 @@ class NgrokProvider(Provider):
         codes = re.findall(r"ERR_NGROK_\d+", text)
         if "authentication failed" in text or "ERR_NGROK_4018" in codes or "ERR_NGROK_105" in codes:
             reason = "ngrok refused the authtoken; check the secret NGROK_AUTHTOKEN"
+        elif "ERR_NGROK_307" in codes or "ERR_NGROK_319" in codes:
+            reason = ("that address is not reserved in your ngrok account (dashboard -> Universal Gateway -> "
+                      "TCP Addresses or Domains)")
         elif "ERR_NGROK_108" in codes:
             reason = "your ngrok account allows one agent session at a time; stop the other agent first"
         elif codes:
