@@ -186,8 +186,9 @@ class ColabBackend:
     def remount(self) -> None:
         self.mount(force=True)
 
-    def flush(self, deadline: float) -> None:
-        """Run flush_and_unmount in a thread; return when it has, or raise at the deadline."""
+    def flush(self, deadline: float, expected: Any = None, algo: Optional[str] = None) -> None:
+        """Run flush_and_unmount in a thread; return when it has, or raise at the deadline.
+        (``expected`` and ``algo`` serve rclone's flush; Colab's flushes everything.)"""
         drive = colab_drive()
         if not tracking.is_mounted(self.config.mountpoint):
             # flush_and_unmount would print "Drive not mounted, so nothing to flush" and return as if done.
