@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING, Any, List, Sequence
 
 from . import display
 
@@ -53,7 +53,7 @@ class ColabMagicState:
         return f"<colabmagic state: {names}>"
 
 
-def status_table() -> display.Table:
+def status_table(drive_mountpoints: Sequence[str] = ()) -> display.Table:
     from .system import supervisor
 
     rows = []
@@ -72,6 +72,10 @@ def status_table() -> display.Table:
                 public,
             ]
         )
+    if importlib.util.find_spec(DOMAINS["drive"]) is not None:
+        # A guarded Drive mountpoint is no service, but it is why `rm -rf ~/drive` says "not permitted".
+        for mountpoint, note in importlib.import_module(DOMAINS["drive"]).guards(drive_mountpoints):
+            rows.append(["drive mountpoint guard", "immutable", "", "", "", mountpoint, note])
     return display.Table(
         ["service", "status", "pid", "uptime", "restarts", "address", "public"],
         rows,

@@ -90,7 +90,7 @@ class StatusWatch:
 class Aria2Magics(ColabMagicsBase):
     """``%aria2``: background downloads with aria2 (settings: ``%config Aria2Magics``)."""
 
-    download_dir = Unicode("", help="Default download folder ('' = /content/downloads on Colab, else ~/Downloads).").tag(config=True)
+    download_dir = Unicode("", help="Default download folder ('' = /kaggle/working/downloads on Kaggle, /content/downloads on Colab, else ~/Downloads).").tag(config=True)
     max_concurrent = Int(5, help="Downloads that run at the same time.").tag(config=True)
     dht = Bool(True, help="BitTorrent DHT (always off in offline mode).").tag(config=True)
     lpd = Bool(False, help="BitTorrent Local Peer Discovery (always off in offline mode).").tag(config=True)

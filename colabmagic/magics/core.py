@@ -34,7 +34,9 @@ class ColabMagics(ColabMagicsBase):
             return None
         command = args.command or "status"
         if command == "status":
-            return status_table()
+            drive_magics = self.shell.magics_manager.registry.get("DriveMagics") if self.shell else None
+            mountpoint = getattr(drive_magics, "mountpoint", "")
+            return status_table(drive_mountpoints=[mountpoint] if mountpoint else [])
         if command == "stop":
             if not args.name and not args.all_services:
                 parser.error("stop needs a service name or --all")

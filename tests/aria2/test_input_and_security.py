@@ -164,6 +164,7 @@ def test_offline_turns_off_outside_contact(aip: Any, cm_home: Path, monkeypatch:
 
 def test_bittorrent_on_hosted_colab_needs_opt_in(aip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLAB_RELEASE_TAG", "test-runtime")  # how hosted Colab is recognised
+    monkeypatch.setenv("TBE_EPHEM_CREDS_ADDR", "127.0.0.1:9")  # what only hosted Colab has
     magnet = "magnet:?xt=urn:btih:" + "ab" * 20 + "&tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce"
     refused = aip.cell(f'%aria2 add "{magnet}"', check=False)
     assert isinstance(refused.error, BadInputError)

@@ -84,6 +84,7 @@ def test_web_desktop_through_a_cloudflared_tunnel_in_a_browser(ip, display_numbe
 def test_a_provider_that_cannot_work_here_is_refused_before_anything_starts(ip, display_number, monkeypatch):
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     monkeypatch.delenv("COLAB_BACKEND_VERSION", raising=False)
+    monkeypatch.delenv("TBE_EPHEM_CREDS_ADDR", raising=False)
     c = ip.cell(f"%vnc start --web --via colab --display :{display_number}", check=False)
     assert c.error is not None and "only on hosted Colab" in str(c.error)
     c = ip.cell(f"%vnc start --web --via nosuchprovider --display :{display_number}", check=False)

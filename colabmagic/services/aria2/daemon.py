@@ -68,7 +68,10 @@ class Aria2Config:
 
 
 def default_download_dir() -> str:
-    """``/content/downloads`` on Colab-like machines, else ``~/Downloads``."""
+    """``/kaggle/working/downloads`` on Kaggle (its saved output folder; its image, built from
+    Colab's, may also have /content), ``/content/downloads`` on Colab-like machines, else ``~/Downloads``."""
+    if environment.is_kaggle() and os.path.isdir(environment.KAGGLE_WORKING):
+        return os.path.join(environment.KAGGLE_WORKING, "downloads")
     if os.path.isdir("/content"):
         return "/content/downloads"
     return str(Path.home() / "Downloads")

@@ -306,7 +306,11 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     else:
         _unexpose()
         if config.web and environment.is_hosted_colab():
-            public_url = colab_url(_web_port_of_running())
+            try:
+                public_url = colab_url(_web_port_of_running())
+            except ColabMagicError as exc:
+                raise ServiceError(f"the desktop runs on :{display_no}, but showing it through Colab's port proxy "
+                                   f"failed: {exc.message}") from None
 
     if reused_all:
         announce(f"the desktop on :{display_no} was already running: reused it")
@@ -380,17 +384,9 @@ def _unexpose() -> None:
 
 def colab_url(web_port: int) -> Optional[str]:
     """The noVNC page through hosted Colab's port proxy (reachable only from the user's browser)."""
-    try:
-        from google.colab import output  # type: ignore[import-not-found]
-    except Exception:
-        return None
-    try:
-        base = str(output.eval_js(f"google.colab.kernel.proxyPort({int(web_port)})", timeout_sec=30))
-    except Exception:
-        return None
-    if not base:
-        return None
-    url = base.rstrip("/") + "/vnc.html?autoconnect=1&resize=remote"
+    from ..tunnels.colab import proxy_url  # a clear error for no answer (None) or a browser error
+
+    url = proxy_url(int(web_port)).rstrip("/") + "/vnc.html?autoconnect=1&resize=remote"
     service = supervisor.adopt(parts.WEB)
     if service is not None:
         service.update_info(public_url=url, public=url)
