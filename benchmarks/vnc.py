@@ -22,11 +22,12 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, List, Set, Tuple
 
 from .harness import (
     APT_ENV,
@@ -160,14 +161,7 @@ class Recipe:
 
     def wait_drawn(self, timeout: float = 120.0) -> None:
         """colabmagic's own "desktop drawn" check (XFCE's desktop and panel up, window list settled)."""
-        from colabmagic.services.vnc import components
-
-        ready = components.session_ready(self.display, self.home / ".Xauthority", lambda: None)
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the recipe's XFCE desktop was not drawn within {timeout:.0f}s")
-            time.sleep(0.05)
+        _drawn_check(self.display, self.home / ".Xauthority", timeout)
 
     def stop(self) -> None:
         vncserver = shutil.which("vncserver")
@@ -186,11 +180,55 @@ class Recipe:
             deadline = time.monotonic() + 5
 
 
-def _ours(ctx: Context, display: int) -> float:
+def _drawn_check(display: int, xauth: Path, timeout: float = 120.0) -> None:
+    """colabmagic's "desktop drawn" check, run from outside (XFCE's desktop and panel up, window list settled)."""
+    from colabmagic.services.vnc import components
+
+    ready = components.session_ready(display, xauth, lambda: None)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the XFCE desktop on :{display} was not drawn within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+class Watch:
+    """From the moment ``%vnc start`` begins: when a real RFB client gets its first frame, then when the
+    desktop passes the drawn check, both observed from outside (the magic's own readiness is not used)."""
+
+    def __init__(self, display: int, xauth: Path):
+        self.began = time.perf_counter()
+        self.frame = self.drawn = 0.0
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, args=(display, xauth), daemon=True)
+        self.thread.start()
+
+    def _run(self, display: int, xauth: Path) -> None:
+        try:
+            _wait_frame(5900 + display, timeout=3600)  # a cold start installs packages first
+            self.frame = time.perf_counter() - self.began
+            _drawn_check(display, xauth)
+            self.drawn = time.perf_counter() - self.began
+        except Exception as exc:  # handed to the caller
+            self.error = exc
+
+    def result(self) -> Tuple[float, float]:
+        self.thread.join(180)
+        if self.error is not None or not self.drawn:
+            raise RuntimeError(f"the desktop was not observed drawn: {self.error}")
+        return self.frame, self.drawn
+
+
+def _ours(ctx: Context, display: int) -> Tuple[float, float]:
+    """Seconds from ``%vnc start`` to the first frame and to a drawn desktop, each measured on its own."""
+    from colabmagic.services.vnc import components
+
     ctx.fresh_home("vnc")
     os.environ["VNC_PASSWORD"] = PASSWORD
     try:
-        return timed(lambda: (ctx.cell(f"%vnc start --display :{display}"), _wait_frame(5900 + display)))
+        watch = Watch(display, components.state_dir() / f"Xauthority.{display}")
+        ctx.cell(f"%vnc start --display :{display}")
+        return watch.result()
     finally:
         os.environ.pop("VNC_PASSWORD", None)
 
@@ -274,11 +312,16 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
     mine_display = free_display(set())
     theirs_display = free_display({mine_display})
 
+    ours_drawn: List[float] = []
+
     def ours_once(cold: bool = False) -> float:
         if not cold:  # warm: installed (other work on the machine may remove them); not timed
             installer.ensure_packages(warm_packages)
         try:
-            return _ours(ctx, mine_display)
+            frame, drawn_at = _ours(ctx, mine_display)
+            if not cold:
+                ours_drawn.append(drawn_at)
+            return frame
         finally:
             stop_services()
 
@@ -302,11 +345,13 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
         mine, recipe = measure(ctx.runs, ours_once, theirs_once)
         results.append(Result(row="Desktop ready, warm", what="to the first VNC frame", ours=mine, theirs=recipe,
                                ours_label="`%vnc start`", theirs_label="xstartup + vncpasswd + `vncserver`",
-                               note="`vncserver` returns once Xvnc answers, before XFCE has drawn anything; "
-                                    "`%vnc start` returns once the desktop is drawn (next row)"))
+                               note="both ways: from the command to the first framebuffer update a separate RFB "
+                                    "client receives (for colabmagic, while `%vnc start` is still running)"))
         results.append(Result(row="Desktop drawn, warm", what="XFCE desktop + panel up, window list settled 1.5 s",
-                               ours=mine, theirs=list(drawn), ours_label="`%vnc start`",
-                               theirs_label="same steps, then colabmagic's drawn check"))
+                               ours=list(ours_drawn), theirs=list(drawn), ours_label="`%vnc start`",
+                               theirs_label="same steps",
+                               note="both ways: from the command until the same outside check (desktop and panel "
+                                    "windows managed, window list unchanged for 1.5 s) passes"))
         results.append(_status_latency(ctx, mine_display))
     if "vnc-cold" in rows:
         packages = Packages(ctx)

@@ -8,10 +8,16 @@ module level; the notebook progress bar imports IPython.display when used.
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+
+def _escape(text: str) -> str:
+    """``html.escape``, imported on first use (``%load_ext`` does not pay for html.entities)."""
+    import html
+
+    return html.escape(text)
 
 
 def _cell(value: Any) -> str:
@@ -55,14 +61,14 @@ class Table:
         return self.text()
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
+        head = "".join(f"<th style='text-align:left'>{_escape(c)}</th>" for c in self.columns)
         body = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in row) + "</tr>"
+            "<tr>" + "".join(f"<td style='text-align:left'>{_escape(v)}</td>" for v in row) + "</tr>"
             for row in self.rows
         )
         if not self.rows:
-            body = f"<tr><td colspan='{len(self.columns)}'><i>{html.escape(self.empty)}</i></td></tr>"
-        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+            body = f"<tr><td colspan='{len(self.columns)}'><i>{_escape(self.empty)}</i></td></tr>"
+        title = f"<b>{_escape(self.title)}</b>" if self.title else ""
         return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -78,20 +84,20 @@ def card_text(title: str, fields: Sequence[Tuple[str, Any]], blocks: Sequence[Tu
 
 def card_html(title: str, fields: Sequence[Tuple[str, Any]], blocks: Sequence[Tuple[str, str]] = ()) -> str:
     rows = "".join(
-        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-        f"<td style='text-align:left'><code>{html.escape(_cell(v))}</code></td></tr>"
+        f"<tr><th style='text-align:left;padding-right:1em'>{_escape(k)}</th>"
+        f"<td style='text-align:left'><code>{_escape(_cell(v))}</code></td></tr>"
         for k, v in fields
     )
-    parts = [f"<div><b>{html.escape(title)}</b><table>{rows}</table>"]
+    parts = [f"<div><b>{_escape(title)}</b><table>{rows}</table>"]
     for heading, block in blocks:
-        parts.append(f"<div>{html.escape(heading)}:</div><pre>{html.escape(block)}</pre>")
+        parts.append(f"<div>{_escape(heading)}:</div><pre>{_escape(block)}</pre>")
     parts.append("</div>")
     return "".join(parts)
 
 
 def link_html(url: str, text: str) -> str:
     """A clickable link (a ``vscode://`` one opens VS Code on the user's machine)."""
-    return f"<div><a href='{html.escape(url, quote=True)}'>{html.escape(text)}</a> <code>{html.escape(url)}</code></div>"
+    return f"<div><a href='{_escape(url)}'>{_escape(text)}</a> <code>{_escape(url)}</code></div>"
 
 
 def bar_text(fraction: float, width: int = 20) -> str:
@@ -105,7 +111,7 @@ def bar_html(fraction: float, label: str = "") -> str:
     return (
         f"<div style='display:flex;align-items:center;gap:.5em'>"
         f"<progress value='{pct:.1f}' max='100' style='width:16em'></progress>"
-        f"<span>{pct:5.1f}% {html.escape(label)}</span></div>"
+        f"<span>{pct:5.1f}% {_escape(label)}</span></div>"
     )
 
 
@@ -139,7 +145,7 @@ class ProgressBar:
         if self.notebook:
             from IPython.display import HTML, display
 
-            body = HTML(f"<b>{html.escape(self.title)}</b>" + bar_html(fraction, message))
+            body = HTML(f"<b>{_escape(self.title)}</b>" + bar_html(fraction, message))
             if self._handle is None:
                 self._handle = display(body, display_id=True)
             elif final or now - self._last >= 0.2:

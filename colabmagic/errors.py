@@ -8,8 +8,9 @@ real bug raises anything else and keeps its full traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 
 def log_tail(path: Optional[Path], lines: int = 15) -> List[str]:
@@ -65,7 +66,20 @@ class PortInUseError(ColabMagicError):
 
 
 class BadInputError(ColabMagicError):
-    """A value the user gave was refused before anything started."""
+    """A value the user gave was refused before anything started.
+
+    The message stays one short line: a value quoted in it that is longer than 160
+    characters (a pasted wall of text) is cut, as the magics' argument parser does.
+    """
+
+    MAX_VALUE = 160
+
+    def __init__(self, message: str, **kwargs: Any):
+        n = self.MAX_VALUE
+        message = re.sub(r"(['\"])([^'\"]{" + str(n) + r"})[^'\"]{4,}\1",
+                         lambda m: f"{m.group(1)}{m.group(2)}...{m.group(1)}", message)
+        message = re.sub(r"(?<![\w'\"])(?!['\"])(\S{" + str(n) + r"})\S{4,}", lambda m: m.group(1) + "...", message)
+        super().__init__(message, **kwargs)
 
 
 class NotRootError(ColabMagicError):

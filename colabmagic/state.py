@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, List
+from typing import TYPE_CHECKING, Any, List, Sequence
 
 from . import display
-from .system import supervisor
+
+if TYPE_CHECKING:  # imported on first use: %load_ext does not pay for the supervisor's imports
+    from .system import supervisor
 
 # attribute -> service module providing ``current()``
 DOMAINS = {
@@ -39,6 +41,8 @@ class ColabMagicState:
 
     @property
     def services(self) -> List[supervisor.Service]:
+        from .system import supervisor
+
         return supervisor.running()
 
     def status(self) -> display.Table:
@@ -49,7 +53,9 @@ class ColabMagicState:
         return f"<colabmagic state: {names}>"
 
 
-def status_table() -> display.Table:
+def status_table(drive_mountpoints: Sequence[str] = ()) -> display.Table:
+    from .system import supervisor
+
     rows = []
     for svc in supervisor.running():
         info = svc.info
@@ -66,6 +72,10 @@ def status_table() -> display.Table:
                 public,
             ]
         )
+    if importlib.util.find_spec(DOMAINS["drive"]) is not None:
+        # A guarded Drive mountpoint is no service, but it is why `rm -rf ~/drive` says "not permitted".
+        for mountpoint, note in importlib.import_module(DOMAINS["drive"]).guards(drive_mountpoints):
+            rows.append(["drive mountpoint guard", "immutable", "", "", "", mountpoint, note])
     return display.Table(
         ["service", "status", "pid", "uptime", "restarts", "address", "public"],
         rows,

@@ -26,6 +26,9 @@ def cm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home.mkdir()
     monkeypatch.setenv("COLABMAGIC_HOME", str(home))
     monkeypatch.setenv("COLABMAGIC_OFFLINE", "1")
+    from colabmagic.system import secrets
+
+    secrets.forget()  # what a platform's Secrets said is remembered per kernel; each test is a new one
     yield home
     stop_services_of(home)
 

@@ -223,7 +223,8 @@ def leftovers(home: Path, workdir: Path, run_id: str) -> List[str]:
                 pass
     for mountpoint in sorted(set(_mounts_under(workdir) + _mounts_under(home / "demo")), reverse=True):
         left.append(f"mount {mountpoint}")
-        for argv in (["fusermount3", "-u", "-z", mountpoint], ["umount", "-l", mountpoint]):
+        for argv in (["fusermount3", "-u", "-z", mountpoint], ["fusermount", "-u", "-z", mountpoint],
+                     ["umount", "-l", mountpoint]):
             if not _mounts_under(Path(mountpoint)):
                 break
             try:

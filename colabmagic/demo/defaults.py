@@ -196,7 +196,11 @@ def _unmount(mountpoint: Path) -> bool:
 
     lifted = False
     if tracking.is_mounted(str(mountpoint)):
-        subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True)
+        from ..system import installer
+
+        tool = installer.fusermount()  # fuse3's or fuse 2's, whichever is installed
+        subprocess.run([tool, "-u", "-z", str(mountpoint)] if tool else ["umount", "-l", str(mountpoint)],
+                       capture_output=True)
         lifted = True
     writers.unguard(str(mountpoint))
     return lifted

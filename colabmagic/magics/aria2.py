@@ -12,7 +12,7 @@ from traitlets import Bool, Float, Int, Unicode
 from traitlets import List as TList
 
 from . import shown_once
-from .base import ColabMagicsBase, make_parser, subcommand_help
+from .base import ColabMagicsBase, help_on_demand, make_parser, subcommand_help
 
 parser = make_parser("aria2", "Download files in the background with aria2 (survives cell and kernel restarts).")
 _sub = parser.add_subparsers(dest="command", metavar="start|add|status|pause|resume|remove|trackers|rpc|stop")
@@ -59,15 +59,21 @@ class StatusWatch:
         self.thread.start()
 
     def _run(self) -> None:
+        # aria2's own events (a download completing, failing, pausing) refresh the table at once;
+        # between them it refreshes every ``interval`` for the progress.
         end = time.monotonic() + self.timeout
-        while not self._stop.wait(self.interval) and time.monotonic() < end:
-            try:
-                table = self.aria2.status(self.gid)
-                self.handle.update(table)
-                if not self.aria2.pending():
+        with self.aria2.notifications() as events:
+            while not self._stop.is_set() and time.monotonic() < end:
+                events.wait(self.interval)
+                if self._stop.is_set():
                     break
-            except Exception:
-                break
+                try:
+                    table = self.aria2.status(self.gid)
+                    self.handle.update(table)
+                    if not self.aria2.pending():
+                        break
+                except Exception:
+                    break
 
     def stop(self) -> None:
         self._stop.set()
@@ -85,7 +91,7 @@ class StatusWatch:
 class Aria2Magics(ColabMagicsBase):
     """``%aria2``: background downloads with aria2 (settings: ``%config Aria2Magics``)."""
 
-    download_dir = Unicode("", help="Default download folder ('' = /content/downloads on Colab, else ~/Downloads).").tag(config=True)
+    download_dir = Unicode("", help="Default download folder ('' = /kaggle/working/downloads on Kaggle, /content/downloads on Colab, else ~/Downloads).").tag(config=True)
     max_concurrent = Int(5, help="Downloads that run at the same time.").tag(config=True)
     dht = Bool(True, help="BitTorrent DHT (always off in offline mode).").tag(config=True)
     lpd = Bool(False, help="BitTorrent Local Peer Discovery (always off in offline mode).").tag(config=True)
@@ -102,7 +108,8 @@ class Aria2Magics(ColabMagicsBase):
     rpc_port = Int(0, help="RPC port on 127.0.0.1 (0 = 6800 if free, else any free port).").tag(config=True)
     max_download_limit = Unicode("0", help="Per-download speed limit, e.g. '2M' (0 = none).").tag(config=True)
     rpc_allow_origin_all = Bool(
-        True, help="Let web UIs (AriaNg) call the RPC from a browser page; the secret still guards it.",
+        False, help="Let web UIs (AriaNg) call the RPC from any browser page (off by default: any page "
+        "you open could then try the RPC; the secret still guards it).",
     ).tag(config=True)
 
     def settings(self, dir: Optional[str] = None, max_concurrent: Optional[int] = None) -> Any:
@@ -195,7 +202,7 @@ def _check_values(command: str, args: Any) -> None:
     from ..services.aria2 import validate
 
     if command == "start" and args.max_concurrent is not None and not 1 <= args.max_concurrent <= 1000:
-        parser.error(f"--max-concurrent must be a number from 1 to 1000, not {args.max_concurrent}")
+        parser.error(f"--max-concurrent must be a number from 1 to 1000, not '{args.max_concurrent}'")
     if command == "add":
         validate.sources(args.sources)
         validate.out_name(args.out)
@@ -208,6 +215,6 @@ def _check_values(command: str, args: Any) -> None:
         validate.gid(args.gid)
 
 
-Aria2Magics.aria2.__doc__ = parser.format_help() + "\n" + subcommand_help(
+help_on_demand(Aria2Magics.aria2, parser, lambda: parser.format_help() + "\n" + subcommand_help(
     [_start, _add, _status, _trackers]
-)
+))

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from types import ModuleType
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
@@ -139,3 +139,22 @@ class ColabMagicsBase(Magics):
 
 def subcommand_help(parsers: List[MagicArgumentParser]) -> str:
     return "\n".join(p.format_help() for p in parsers)
+
+
+def help_on_demand(magic: Any, parser: MagicArgumentParser, build: Callable[[], str]) -> None:
+    """Give ``magic`` its full help text (``build()``), formatted only when someone asks for it.
+
+    argparse formats help slowly (gettext look-ups per line), and ``%load_ext``
+    should not pay for five magics' help. IPython's ``%tunnel?`` asks an
+    object's ``getdoc()`` before its ``__doc__``; ``__doc__`` (used by
+    ``%lsmagic`` listings) is the parser's one-line description.
+    """
+    built: List[str] = []
+
+    def getdoc() -> str:
+        if not built:
+            built.append(build())
+        return built[0]
+
+    magic.__doc__ = parser.description
+    magic.getdoc = getdoc

@@ -6,9 +6,10 @@ from typing import Any
 
 from IPython.core.magic import line_magic, magics_class
 
-from ..services import core
 from ..state import status_table
-from .base import ColabMagicsBase, make_parser
+from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
+
+core = lazy_import("colabmagic.services.core")
 
 parser = make_parser("colabmagic", "Inspect and control every service colabmagic runs.")
 _sub = parser.add_subparsers(dest="command", metavar="status|stop|logs|doctor")
@@ -33,7 +34,9 @@ class ColabMagics(ColabMagicsBase):
             return None
         command = args.command or "status"
         if command == "status":
-            return status_table()
+            drive_magics = self.shell.magics_manager.registry.get("DriveMagics") if self.shell else None
+            mountpoint = getattr(drive_magics, "mountpoint", "")
+            return status_table(drive_mountpoints=[mountpoint] if mountpoint else [])
         if command == "stop":
             if not args.name and not args.all_services:
                 parser.error("stop needs a service name or --all")
@@ -46,4 +49,4 @@ class ColabMagics(ColabMagicsBase):
         return core.doctor()
 
 
-ColabMagics.colabmagic.__doc__ = parser.format_help()
+help_on_demand(ColabMagics.colabmagic, parser, parser.format_help)

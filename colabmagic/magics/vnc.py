@@ -8,9 +8,10 @@ from typing import Any, Dict, Optional, Tuple
 from IPython.core.magic import line_magic, magics_class
 from traitlets import Float, Int, Unicode
 
-from ..system import environment
 from . import shown_once
-from .base import ColabMagicsBase, lazy_import, make_parser
+from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
+
+environment = lazy_import("colabmagic.system.environment")
 
 vnc = lazy_import("colabmagic.services.vnc")
 
@@ -22,6 +23,8 @@ _start.add_argument("--depth", type=int, default=None, help="colour depth 16, 24
 _start.add_argument("--display", default=None, help="X display :N, VNC port 5900+N (default: VncMagics.display)")
 _start.add_argument("--web", action="store_true", help="also serve noVNC, a VNC client in the browser")
 _start.add_argument("--via", default=None, help="expose through this tunnel provider (ssh, frp, cloudflared, ngrok, colab)")
+_start.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
+                    "encrypted (frp, the ssh relay, ngrok tcp): the VNC password and screen cross in clear")
 _start.add_argument("--gpu", action="store_true", help="OpenGL on the NVIDIA GPU through VirtualGL (vglrun)")
 _sub.add_parser("stop", help="stop the desktop (web client, session, X server)")
 _sub.add_parser("status", help="the running desktop")
@@ -83,6 +86,7 @@ class VncMagics(ColabMagicsBase):
             via=via if (args.web or args.via) else None,
             gpu=bool(args.gpu),
             timeout=self.start_timeout,
+            insecure=bool(args.insecure),
         )
         if config.via:
             options, binary = self._tunnel_settings(config.via)
@@ -100,7 +104,8 @@ class VncMagics(ColabMagicsBase):
         if tunnel_magics is None:
             return {}, None
         names = {"relay": "relay", "relay_host_key": "relay_host_key", "relay_known_hosts": "relay_known_hosts",
-                 "relay_key_file": "relay_key_file", "server": "frp_server"}
+                 "relay_key_file": "relay_key_file", "server": "frp_server",
+                 "ca_file": "frp_ca_file", "server_name": "frp_server_name"}
         options = {key: getattr(tunnel_magics, trait, "") for key, trait in names.items()}
         binary = getattr(tunnel_magics, {"frp": "frpc_path", "cloudflared": "cloudflared_path",
                                          "ngrok": "ngrok_path"}.get(via, ""), "") if via else ""
@@ -115,6 +120,5 @@ class VncMagics(ColabMagicsBase):
         return frame
 
 
-VncMagics.vnc.__doc__ = parser.format_help() + "\n".join(
-    p.format_help() for p in (_start, _shot)
-)
+help_on_demand(VncMagics.vnc, parser,
+               lambda: parser.format_help() + "\n".join(p.format_help() for p in (_start, _shot)))

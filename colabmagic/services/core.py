@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from typing import List
 
 from .. import display
@@ -10,7 +11,7 @@ from ..system import environment, paths, supervisor
 
 
 def doctor() -> display.Table:
-    """Can colabmagic work here? Root or sudo, apt, disk, GPU, platform."""
+    """Can colabmagic work here? Root or sudo, apt, disk, GPU, platform, distribution, versions."""
     rows = []
     if environment.is_root():
         rows.append(["privileges", "ok", "running as root"])
@@ -38,13 +39,27 @@ def doctor() -> display.Table:
         rows.append(["GPU", "ok", "; ".join(g.name for g in gpus) + f" (libraries: {libs})"])
     else:
         rows.append(["GPU", "none", "no NVIDIA GPU visible (CPU only)"])
-    platform = environment.platform_name()
-    rows.append(["platform", "hosted Colab" if environment.is_hosted_colab() else "ok", platform])
+    rows.append(["platform", "ok", environment.platform_name()])
+    rows.append(["distribution", "ok", environment.distribution()])
+    rows.append(["Python", "ok", f"{platform.python_implementation()} {platform.python_version()}"])
+    rows.append(["IPython", "ok", _ipython_version()])
+    for tool, version in environment.tool_versions().items():
+        rows.append([tool, "ok" if version else "not installed",
+                     version or "installed on first use"])
     if environment.is_hosted_colab():
         rows.append(["Colab terms", "notice", environment.COLAB_TERMS])
+        rows.append(["Google's remote access", "notice", environment.COLAB_OWN_REMOTE_ACCESS])
     rows.append(["offline mode", "on" if paths.offline() else "off",
                  "COLABMAGIC_OFFLINE=1: no outside contact" if paths.offline() else "outside contact allowed"])
     return display.Table(["check", "result", "details"], rows, title="colabmagic doctor")
+
+
+def _ipython_version() -> str:
+    try:
+        import IPython
+    except ImportError:
+        return "not installed"
+    return str(IPython.__version__)
 
 
 def _ordered(services: List[supervisor.Service]) -> List[supervisor.Service]:

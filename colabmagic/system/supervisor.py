@@ -436,7 +436,7 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
     keeper_env = daemon_environment.minimal({TOKEN_ENV: token})
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-I", KEEPER_SCRIPT, str(service.spec_path)],
+            [sys.executable, "-I", "-S", KEEPER_SCRIPT, str(service.spec_path)],
             stdin=subprocess.DEVNULL,
             stdout=fh,
             stderr=subprocess.STDOUT,

@@ -164,6 +164,7 @@ def test_offline_turns_off_outside_contact(aip: Any, cm_home: Path, monkeypatch:
 
 def test_bittorrent_on_hosted_colab_needs_opt_in(aip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLAB_RELEASE_TAG", "test-runtime")  # how hosted Colab is recognised
+    monkeypatch.setenv("TBE_EPHEM_CREDS_ADDR", "127.0.0.1:9")  # what only hosted Colab has
     magnet = "magnet:?xt=urn:btih:" + "ab" * 20 + "&tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce"
     refused = aip.cell(f'%aria2 add "{magnet}"', check=False)
     assert isinstance(refused.error, BadInputError)
@@ -207,3 +208,27 @@ def test_tracker_list_update_and_cache(tmp_path: Path, cm_home: Path, monkeypatc
     assert found == ["udp://tracker.one.invalid:1337/announce", "http://tracker.two.invalid/announce"]
     assert service.cached_trackers() == found
     assert stat.S_IMODE((cm_home / "aria2" / "trackers.txt").stat().st_mode) == 0o600
+
+
+def _cors_header(port: int) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": "x", "method": "aria2.getVersion", "params": []}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/jsonrpc", data=body,
+                                     headers={"Origin": "https://evil.example", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+            return resp.headers.get("Access-Control-Allow-Origin")
+    except urllib.error.HTTPError as exc:  # no secret: 400, still with aria2's headers
+        return exc.headers.get("Access-Control-Allow-Origin")
+
+
+def test_rpc_allows_other_origins_only_when_asked(aip: Any) -> None:
+    from colabmagic.system import supervisor
+
+    aip.cell("%aria2 start")
+    port = int(supervisor.adopt("aria2").info["port"])
+    assert _cors_header(port) is None  # a web page elsewhere cannot read the RPC's answers
+    aip.cell("%config Aria2Magics.rpc_allow_origin_all = True")
+    aip.cell("%aria2 start")
+    port = int(supervisor.adopt("aria2").info["port"])
+    assert _cors_header(port) == "*"
+    aip.cell("%aria2 stop")

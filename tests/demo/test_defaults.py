@@ -45,6 +45,7 @@ def test_off_colab_the_magics_point_at_running_loopback_stand_ins(ip: Any, tmp_p
 def test_on_hosted_colab_it_uses_real_providers_and_no_bittorrent(ip: Any, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-standin")
+    monkeypatch.setenv("TBE_EPHEM_CREDS_ADDR", "127.0.0.1:9")  # what only hosted Colab has
     www = tmp_path / "www"
     www.mkdir()
     digest = make_file(str(www / "README.rst"), 10_000, seed=3)

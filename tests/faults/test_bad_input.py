@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from fault_helpers import relay_args
@@ -112,6 +112,13 @@ def _snapshot(*roots: Path) -> List[Tuple[str, int]]:
     return sorted(found)
 
 
+def _one_clear_line(c: Any) -> bool:
+    """The refusal is one short line: the error's message, and nothing else shown."""
+    message = str(c.error).strip()
+    shown = [line for line in c.output.splitlines() if line.strip()]
+    return bool(message) and "\n" not in message and len(message) <= 400 and len(shown) <= 1
+
+
 def _run_table(ip, cm_home: Path, tmp_path: Path, table, fill: Dict[str, str], figures) -> None:
     sentinel = tmp_path / "INJECTED"
     values = hostile(sentinel)
@@ -135,6 +142,8 @@ def _run_table(ip, cm_home: Path, tmp_path: Path, table, fill: Dict[str, str], f
                     problem = f"no clear error ({type(c.error).__name__ if c.error else 'accepted'})"
                 elif "Traceback" in c.output:
                     problem = "a traceback"
+                elif not _one_clear_line(c):
+                    problem = f"not one clear line: {c.output[:200]!r}"
                 elif sorted(s.name for s in supervisor.running()) != running:
                     problem = "something was started"
                 elif _snapshot(tmp_path, Path.cwd()) != before:

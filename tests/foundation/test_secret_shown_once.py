@@ -59,7 +59,8 @@ def test_secrets_shown_on_request_are_not_in_the_saved_notebook(cm_home: Path, r
         "%aria2 rpc",
         "%vnc password",
         f"%tunnel ssh {relay_opts} --remote-port {probes.free_port()} --password --user {notebook_user}",
-        f"%tunnel jupyter {relay_opts} --remote-port {probes.free_port()} --show-token",
+        # --insecure: the relay gives an http:// address (refused without it); this test is about the display
+        f"%tunnel jupyter {relay_opts} --remote-port {probes.free_port()} --show-token --insecure",
         "print('the next cell')",
     ]
     nb = nbformat.v4.new_notebook()

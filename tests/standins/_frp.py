@@ -25,7 +25,7 @@ try:
 except ImportError:  # python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-VERSION = "0.61.0"
+VERSION = "0.69.0"  # the frp release colabmagic pins (binaries.py); log lines follow its source
 TLS_HEAD = b"\x17"
 TEMPLATE = re.compile(r"\{\{\s*\.Envs\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -52,6 +52,7 @@ PROXY_KEYS = {
 SERVER_KEYS = {
     "bindAddr", "bindPort", "vhostHTTPPort", "vhostHTTPSPort", "proxyBindAddr", "subDomainHost",
     "allowPorts", "maxPortsPerClient", "auth.method", "auth.token", "transport.tls.force",
+    "transport.tls.certFile", "transport.tls.keyFile", "transport.tls.trustedCaFile",
     "log.to", "log.level", "log.disablePrintColor", "webServer.addr", "webServer.port",
     "webServer.user", "webServer.password",
 }

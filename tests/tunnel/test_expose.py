@@ -56,7 +56,12 @@ def test_port_through_relay_serves_the_page(ip, relay, relay_args, web_server):
 
 def test_jupyter_through_relay_needs_its_token(ip, relay, relay_args, tmp_path):
     remote = probes.free_port()
-    c = ip.cell(f"t = %tunnel jupyter {relay_args(relay, remote)}")
+    # the relay's port is plain http: the token would cross in clear, so refused without --insecure
+    refused = ip.cell(f"%tunnel jupyter {relay_args(relay, remote)}", check=False)
+    assert refused.error is not None and len(str(refused.error).splitlines()) == 1
+    assert "--insecure" in str(refused.error) and supervisor.adopt("jupyter") is None
+    c = ip.cell(f"t = %tunnel jupyter {relay_args(relay, remote)} --insecure")
+    assert "in clear" in c.stdout
     t = ip.user_ns["t"]
     assert (t.name, t.provider, t.proto, t.public_url) == ("jupyter", "ssh", "http", f"http://127.0.0.1:{remote}/")
     token = jupyter.token_file().read_text()
@@ -70,7 +75,7 @@ def test_jupyter_through_relay_needs_its_token(ip, relay, relay_args, tmp_path):
     lab = supervisor.adopt("jupyter")
     assert lab is not None and token not in " ".join(_cmdline(lab.pid)) and token not in lab.log.read_text()
 
-    shown = ip.cell(f"%tunnel jupyter {relay_args(relay, remote)} --show-token")
+    shown = ip.cell(f"%tunnel jupyter {relay_args(relay, remote)} --insecure --show-token")
     assert f"token={token}" in shown.stdout and "reused" in shown.stdout
 
     ip.cell("%tunnel stop jupyter")

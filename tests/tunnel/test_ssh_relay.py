@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -110,13 +111,30 @@ def test_changed_public_address_is_recorded_and_announced(ip, relay, client_key,
     t = ip.user_ns["t"]
     assert t.public_port and _login_ok(ssh_login, t, client_key)
     os.kill(t.pid, signal.SIGKILL)
-    assert supervisor.wait_restarted(supervisor.adopt("tunnel-ssh"), t.pid, timeout=30)
-    assert tunnels.wait_public("ssh", timeout=30)
-    c = ip.cell("%tunnel list")
-    fresh = ip.user_ns["_colabmagic"].tunnels["ssh"]
-    if fresh.public_port != t.public_port:  # the relay may hand out the same port again
+    # Hold the old port as soon as the relay lets it go, so the restarted agent always gets a new
+    # one and the announcement is always checked (the relay could otherwise hand out the same port).
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def hold() -> bool:
+        try:
+            holder.bind(("127.0.0.1", t.public_port))
+            holder.listen(1)  # a listening socket: no other bind, reuse or not, gets this port
+            return True
+        except OSError:
+            return False
+
+    try:
+        assert probes.wait_for(hold, 30, interval=0.01), f"the relay kept port {t.public_port}"
+        assert supervisor.wait_restarted(supervisor.adopt("tunnel-ssh"), t.pid, timeout=30)
+        assert tunnels.wait_public("ssh", timeout=30)
+        c = ip.cell("%tunnel list")
+        fresh = ip.user_ns["_colabmagic"].tunnels["ssh"]
+        assert fresh.public_port != t.public_port
         assert f"new public address: 127.0.0.1:{fresh.public_port}" in c.stdout
-    assert str(fresh.public_port) in c.output
+        assert str(fresh.public_port) in c.output
+    finally:
+        holder.close()
     assert _login_ok(ssh_login, fresh, client_key)
 
 

@@ -15,6 +15,7 @@ from colabmagic.services import tunnels
 def hosted_colab(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """Look like hosted Colab: its environment variable and a google.colab that answers proxyPort."""
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-standin")
+    monkeypatch.setenv("TBE_EPHEM_CREDS_ADDR", "127.0.0.1:9")  # what only hosted Colab has
     monkeypatch.syspath_prepend(str(STANDINS / "colab"))
     from google.colab import output  # type: ignore[import-not-found]
 
@@ -44,6 +45,7 @@ def test_colab_carries_http_only(ip, page: Page, hosted_colab: object) -> None:
 def test_outside_colab_the_error_says_so(ip, page: Page, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     monkeypatch.delenv("COLAB_BACKEND_VERSION", raising=False)
+    monkeypatch.delenv("TBE_EPHEM_CREDS_ADDR", raising=False)
     c = ip.cell(f"%tunnel {page.port} --via colab", check=False)
     assert c.error is not None
     assert "only on hosted Colab" in str(c.error) and "cloudflared" in str(c.error)

@@ -22,6 +22,7 @@ STANDINS = Path(__file__).resolve().parents[1] / "standins"
 def hosted_colab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[List[object]]:
     """Look like hosted Colab; record what is displayed in the cell output."""
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-standin")
+    monkeypatch.setenv("TBE_EPHEM_CREDS_ADDR", "127.0.0.1:9")  # what only hosted Colab has
     monkeypatch.setenv("COLABMAGIC_STANDIN_EDGE_DIR", str(tmp_path / "edge"))
     monkeypatch.syspath_prepend(str(STANDINS / "colab"))
     shown: List[object] = []

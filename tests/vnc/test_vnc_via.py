@@ -84,6 +84,7 @@ def test_web_desktop_through_a_cloudflared_tunnel_in_a_browser(ip, display_numbe
 def test_a_provider_that_cannot_work_here_is_refused_before_anything_starts(ip, display_number, monkeypatch):
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     monkeypatch.delenv("COLAB_BACKEND_VERSION", raising=False)
+    monkeypatch.delenv("TBE_EPHEM_CREDS_ADDR", raising=False)
     c = ip.cell(f"%vnc start --web --via colab --display :{display_number}", check=False)
     assert c.error is not None and "only on hosted Colab" in str(c.error)
     c = ip.cell(f"%vnc start --web --via nosuchprovider --display :{display_number}", check=False)
@@ -111,7 +112,12 @@ def test_vnc_port_through_an_frp_tcp_tunnel_serves_a_vnc_client(ip, display_numb
     monkeypatch.setenv("FRP_TOKEN", frps.token)
     ip.cell(f"%config TunnelMagics.frpc_path = '{STANDINS / 'frpc'}'")
     ip.cell(f"%config TunnelMagics.frp_server = '{frps.server}'")
-    desktop = ip.cell(f"%vnc start --via frp --display :{display_number}").value
+    # raw RFB through frp crosses the internet in clear: refused unless --insecure, which says why
+    refused = ip.cell(f"%vnc start --via frp --display :{display_number}", check=False)
+    assert refused.error is not None and "--insecure" in str(refused.error)
+    started = ip.cell(f"%vnc start --via frp --insecure --display :{display_number}")
+    assert "in clear" in started.stdout
+    desktop = started.value
     tunnel = ip.user_ns["_colabmagic"].tunnels["vnc"]
     assert tunnel.provider == "frp" and tunnel.local_port == desktop.port
     assert desktop.public_url == f"{tunnel.public_host}:{tunnel.public_port}"

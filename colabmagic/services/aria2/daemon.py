@@ -3,8 +3,9 @@
 aria2c runs in the foreground under the keeper with only ``--conf-path``
 on its command line; the config file (0600) holds the generated RPC secret,
 binds RPC to loopback, and names a session file that aria2 saves every few
-seconds and reads at start, so queued and partial downloads survive a
-crash, a ``%aria2 stop`` or a kernel restart. ``continue=true`` and a
+seconds (and after every change made through colabmagic) and reads at
+start, so queued and partial downloads survive a crash, a ``%aria2 stop``
+or a kernel restart. ``continue=true`` and a
 control file saved every second make a restarted download resume where it
 was. ``Aria2`` is a handle to the running daemon: add, inspect, pause,
 resume, remove and wait for downloads.
@@ -59,13 +60,18 @@ class Aria2Config:
     allow_bittorrent_on_colab: bool = False
     rpc_port: int = 0
     max_download_limit: str = "0"
-    rpc_allow_origin_all: bool = True
-    save_session_interval: int = 2
+    rpc_allow_origin_all: bool = False  # on only by setting: lets any web page's script call the RPC
+    # The queue is saved after every add, pause, resume and remove (and at a clean exit);
+    # the timer only catches what aria2 changes on its own (a finished download leaving the queue).
+    save_session_interval: int = 10
     extra_options: Tuple[Tuple[str, str], ...] = ()
 
 
 def default_download_dir() -> str:
-    """``/content/downloads`` on Colab-like machines, else ``~/Downloads``."""
+    """``/kaggle/working/downloads`` on Kaggle (its saved output folder; its image, built from
+    Colab's, may also have /content), ``/content/downloads`` on Colab-like machines, else ``~/Downloads``."""
+    if environment.is_kaggle() and os.path.isdir(environment.KAGGLE_WORKING):
+        return os.path.join(environment.KAGGLE_WORKING, "downloads")
     if os.path.isdir("/content"):
         return "/content/downloads"
     return str(Path.home() / "Downloads")
@@ -128,7 +134,9 @@ def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
         ("enable-rpc", "true"),
         ("rpc-listen-all", "false"),
         ("rpc-listen-port", str(port)),
-        # AriaNg and browser extensions talk to the RPC port from a web page; the secret guards it.
+        # Off unless AriaMagics.rpc_allow_origin_all: with it any web page the user opens may try the
+        # RPC from the browser. aria2c runs as root and its RPC can write anywhere (dir, out), so the
+        # RPC is loopback only (rpc-listen-all false), needs the secret, and %tunnel PORT refuses it.
         ("rpc-allow-origin-all", "true" if config.rpc_allow_origin_all else "false"),
         ("rpc-save-upload-metadata", "true"),
         ("dir", download_dir),
@@ -337,15 +345,28 @@ class Aria2:
 
     def pause(self, gid: Optional[str] = None) -> List[str]:
         if gid:
-            return [self._call("aria2.forcePause", validate.gid(gid))]
-        self._call("aria2.forcePauseAll")
-        return [d.gid for d in self.pending()]
+            done = [self._call("aria2.forcePause", validate.gid(gid))]
+        else:
+            self._call("aria2.forcePauseAll")
+            done = [d.gid for d in self.pending()]
+        self._save_session()
+        return done
 
     def resume(self, gid: Optional[str] = None) -> List[str]:
         if gid:
-            return [self._call("aria2.unpause", validate.gid(gid))]
-        self._call("aria2.unpauseAll")
-        return [d.gid for d in self.pending()]
+            done = [self._call("aria2.unpause", validate.gid(gid))]
+        else:
+            self._call("aria2.unpauseAll")
+            done = [d.gid for d in self.pending()]
+        self._save_session()
+        return done
+
+    def _save_session(self) -> None:
+        """Write the queue to the session file now (a SIGKILL right after a change loses nothing)."""
+        try:
+            self._call("aria2.saveSession")
+        except ColabMagicError:
+            pass
 
     def remove(self, gid: Optional[str] = None) -> List[str]:
         """Remove one download (or every one) and forget its result; files already written stay."""
@@ -379,10 +400,20 @@ class Aria2:
         """Block until every download is complete (and placed), raising DownloadError on a failure.
 
         A magnet's metadata step is followed to the download it turns into.
+        The end is seen when aria2 announces it on its WebSocket RPC
+        (``aria2.onDownloadComplete``, ``onDownloadError``, ...); ``interval``
+        only paces the progress updates (and is the poll period if the
+        WebSocket cannot be opened).
         """
         gids = [d.gid for d in downloads]
         deadline = None if timeout is None else time.monotonic() + timeout
         warned: set = set()
+        with self.notifications() as events:
+            return self._wait(gids, events, progress, timeout, deadline, warned, interval)
+
+    def _wait(self, gids: List[str], events: Notifications, progress: Optional[Progress],
+              timeout: Optional[float], deadline: Optional[float], warned: set,
+              interval: float) -> List[Download]:
         while True:
             current: List[Download] = []
             for i, g in enumerate(gids):
@@ -417,7 +448,12 @@ class Aria2:
                 return current
             if deadline is not None and time.monotonic() > deadline:
                 raise DownloadError(f"downloads still running after {timeout:.0f}s: {', '.join(gids)}")
-            time.sleep(interval)
+            pause = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
+            events.wait(pause)
+
+    def notifications(self) -> Notifications:
+        """aria2's own download events from its WebSocket RPC (a timer when that cannot be opened)."""
+        return Notifications(self.port)
 
     # --- trackers and web UIs ---------------------------------------------------
     def set_trackers(self, trackers: Sequence[str]) -> None:
@@ -433,6 +469,8 @@ class Aria2:
                 ("secret token", self.secret().reveal()),
                 ("AriaNg", "AriaNg Settings > RPC: host localhost, port 6800, protocol http, secret above"),
                 ("browser extension", "Aria2 Explorer / Aria2 for Chrome: the same address and secret"),
+                ("web page origin", "AriaNg opened from a web site needs %config Aria2Magics.rpc_allow_origin_all "
+                 "= True, then %aria2 start (off by default: any page could then try the RPC)"),
             ],
         )
 
@@ -457,6 +495,85 @@ class Aria2:
 
     def _repr_html_(self) -> str:
         return display.card_html("aria2 daemon", self._fields())
+
+
+class Notifications:
+    """The events aria2 sends to every WebSocket client of its RPC port, used as a wake-up.
+
+    aria2 pushes ``aria2.onDownloadStart``, ``onDownloadPause``,
+    ``onDownloadStop``, ``onDownloadComplete``, ``onDownloadError`` and
+    ``onBtDownloadComplete`` (``{"params": [{"gid": ...}]}``) without being
+    asked and without the secret; the state itself is still read with the
+    secret over RPC. ``wait(t)`` returns the events that arrived within ``t``
+    seconds (at once when one arrives), or sleeps ``t`` when the WebSocket
+    could not be opened, so a caller that re-reads the state after each wait
+    is correct either way. The client is websocket-client (aria2p's own
+    dependency), imported on first use.
+    """
+
+    def __init__(self, port: int, connect_timeout: float = 5.0):
+        self._ws: Any = None
+        try:
+            import websocket
+
+            self._ws = websocket.create_connection(
+                f"ws://127.0.0.1:{port}/jsonrpc", timeout=connect_timeout, suppress_origin=True)
+        except Exception:  # an old aria2 without WebSocket, a refused connection: fall back to the timer
+            self._ws = None
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    def wait(self, timeout: float) -> List[Tuple[str, str]]:
+        """(event, gid) pairs that arrived within ``timeout`` seconds (empty when none did)."""
+        if self._ws is None:
+            time.sleep(timeout)
+            return []
+        import websocket
+
+        found: List[Tuple[str, str]] = []
+        self._ws.settimeout(max(timeout, 0.001))
+        while True:
+            try:
+                text = self._ws.recv()
+            except websocket.WebSocketTimeoutException:
+                return found
+            except Exception:  # the daemon went away (a restart): poll from now on
+                self.close()
+                if not found:
+                    time.sleep(timeout)
+                return found
+            found.extend(_events(text))
+            if found:
+                self._ws.settimeout(0.001)  # take what else is queued, then return
+
+    def close(self) -> None:
+        if self._ws is not None:
+            try:
+                self._ws.close()
+            except Exception:
+                pass
+            self._ws = None
+
+    def __enter__(self) -> Notifications:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
+
+
+def _events(text: Any) -> List[Tuple[str, str]]:
+    import json
+
+    try:
+        message = json.loads(text)
+    except (TypeError, ValueError):
+        return []
+    if not isinstance(message, dict) or not str(message.get("method", "")).startswith("aria2.on"):
+        return []
+    params = message.get("params") or [{}]
+    return [(str(message["method"]), str(p.get("gid", ""))) for p in params if isinstance(p, dict)]
 
 
 def _choose_port(config: Aria2Config, running: Optional[supervisor.Service]) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .config import DriveConfig
 from .report import DriveSyncError, DriveSyncTimeout, FileResult, SyncReport
-from .sync import DriveMount, current, mount, sync, unmount
+from .sync import DriveMount, current, guards, mount, sync, unmount
 
 __all__ = [
     "DriveConfig",
@@ -22,6 +22,7 @@ __all__ = [
     "FileResult",
     "SyncReport",
     "current",
+    "guards",
     "mount",
     "sync",
     "unmount",

@@ -26,6 +26,15 @@ from .config import DriveConfig
 from .rclone import FlushFailed, FlushTimeout
 
 MY_DRIVE = "MyDrive"
+# What to do about google.colab.drive.mount's ValueErrors (colabtools google/colab/drive.py).
+_MOUNT_ADVICE = {
+    "Mountpoint must not already contain files": " (empty that folder or choose another --path)",
+    "Mountpoint must not contain a space.": " (choose a --path without spaces)",
+    "Mountpoint must not be a symlink": " (choose a real folder as --path)",
+    "Mountpoint must either be a directory or not exist": " (a file is in the way: choose another --path)",
+    "Mountpoint must be in a directory that exists": " (create the parent folder first)",
+    "mount failed": " (DriveFS did not start; Runtime > Restart session, then run again)",
+}
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive.metadata.readonly"
 FOLDER = "application/vnd.google-apps.folder"
 Progress = Callable[[float, str], None]
@@ -160,15 +169,31 @@ class ColabBackend:
         try:
             drive.mount(self.config.mountpoint, force_remount=force,
                         timeout_ms=int(self.config.mount_timeout * 1000))
+        except NotImplementedError as err:
+            # google.colab is there, but not hosted Colab's Drive (Kaggle, Colab Enterprise, a local runtime).
+            raise ColabMagicError(f"Colab's Drive mount does not work here ({err}); use --backend rclone "
+                                  "with a remote (%config DriveMagics.remote)") from None
         except ValueError as err:
-            raise ColabMagicError(f"google.colab.drive.mount failed: {err}")
+            raise ColabMagicError(f"google.colab.drive.mount could not mount {self.config.mountpoint}: {err}"
+                                  + _MOUNT_ADVICE.get(str(err).split(":")[0], "")) from None
+        except Exception as err:
+            if type(err).__name__ != "MessageError":
+                raise
+            # The browser answered the Drive access request with an error: the user declined, or no UI.
+            raise ColabMagicError(f"Drive access was not granted in the browser ({err}); run the cell again "
+                                  "from the Colab tab and allow access in the pop-up") from None
 
     def remount(self) -> None:
         self.mount(force=True)
 
-    def flush(self, deadline: float) -> None:
-        """Run flush_and_unmount in a thread; return when it has, or raise at the deadline."""
+    def flush(self, deadline: float, expected: Any = None, algo: Optional[str] = None) -> None:
+        """Run flush_and_unmount in a thread; return when it has, or raise at the deadline.
+        (``expected`` and ``algo`` serve rclone's flush; Colab's flushes everything.)"""
         drive = colab_drive()
+        if not tracking.is_mounted(self.config.mountpoint):
+            # flush_and_unmount would print "Drive not mounted, so nothing to flush" and return as if done.
+            raise FlushFailed(f"Drive is not mounted at {self.config.mountpoint} (DriveFS stopped?), so writes "
+                              "since the last sync could not be flushed; check the remounted Drive", {})
         remaining = max(1.0, deadline - time.monotonic())
         outcome: Dict[str, BaseException] = {}
 
@@ -191,6 +216,9 @@ class ColabBackend:
                 worker.join(10.0)
                 raise FlushTimeout("google.colab.drive.flush_and_unmount did not finish within the timeout", {})
         if "error" in outcome:
+            if isinstance(outcome["error"], NotImplementedError):  # where /var/colab/mp exists
+                raise FlushFailed(f"google.colab.drive.flush_and_unmount does not work here ({outcome['error']}); "
+                                  "use --backend rclone", {})
             if time.monotonic() >= deadline:  # it gave up because its timeout (ours) ran out
                 raise FlushTimeout(f"google.colab.drive.flush_and_unmount did not finish within the timeout "
                                    f"({outcome['error']})", {})

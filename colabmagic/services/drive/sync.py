@@ -1,12 +1,15 @@
-"""One sync, backend-independent: find what changed, flush, remount, verify on the remote, report.
+"""One sync, backend-independent: find what changed, flush, verify on the remote, report.
 
-The order matters: changed files are hashed before the mount goes away
-(through the mount, or from rclone's complete cached copy); aria2
-downloads into the mount are paused and files held open for writing are
-named before any unmount; the bare mountpoint is guarded
-while unmounted; the mount comes back (unless asked not to) even when the
-flush fails or times out; the snapshot moves forward only when every file
-was confirmed, so a failed file is checked again next time.
+The order matters: aria2 downloads into the mount are paused and files
+held open for writing are named before anything else; changed files are
+hashed through the mount before the flush starts uploads (rclone can
+read a file wrongly that is opened just as its upload completes: seen after
+rclone reloaded its cache);
+the flush leaves an rclone mount up (Colab's flush unmounts, and the mount
+comes back unless asked not to, even when the flush fails or times out);
+a bare mountpoint is guarded while unmounted; the snapshot moves forward
+only when every file was confirmed, so a failed file is checked again next
+time.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ... import display
 from ...errors import ColabMagicError
 from ...system import paths
+from . import config as config_defaults
 from . import tracking, writers
 from .colab import ColabBackend
 from .config import DriveConfig
@@ -108,6 +112,25 @@ def current() -> Optional[DriveMount]:
                       str(data.get("last_sync", "")))
 
 
+def guards(mountpoints: Sequence[str] = ()) -> List[Tuple[str, str]]:
+    """(mountpoint, what its guard is) for every unmounted mountpoint colabmagic left guarded: the one
+    it knows from its record or guard records, the ``mountpoints`` given (the configured one) and the
+    default ones, these found with no record at all."""
+    candidates = [_read_record().get("mountpoint"), os.path.expanduser(config_defaults.DEFAULT_MOUNTPOINT),
+                  config_defaults.DEFAULT_COLAB_MOUNTPOINT]
+    candidates += [os.path.abspath(os.path.expanduser(mp)) for mp in mountpoints]
+    for record in paths.subdir("drive").glob("guard-*.json"):
+        try:
+            candidates.append(json.loads(record.read_text()).get("mountpoint"))
+        except (OSError, ValueError):
+            continue
+    found: List[Tuple[str, str]] = []
+    for mp in dict.fromkeys(c for c in candidates if c):
+        if os.path.isdir(mp) and not tracking.is_mounted(mp) and writers.guarded(mp):
+            found.append((mp, writers.GUARD_NOTE.format(path=mp)))
+    return found
+
+
 def mount(config: DriveConfig, progress: Optional[Progress] = None, credentials: Any = None) -> DriveMount:
     """Mount (if not mounted yet) and start tracking changes from here."""
     cfg = config.resolved()
@@ -159,7 +182,7 @@ def sync(
             _write_record(cfg, backend, last_sync=report.summary())
             return report
         raise ColabMagicError(
-            f"nothing is mounted at {mp}: use the cell form %%drive_sync (it mounts first) "
+            f"nothing is mounted at {str(mp)!r}: use the cell form %%drive_sync (it mounts first) "
             "or colabmagic.services.drive.mount(config)"
         )
     _write_record(cfg, backend)
@@ -177,6 +200,7 @@ def sync(
 
     # Writers first: aria2 downloads into the mount pause; anything else still writing is named.
     aria, paused = writers.pause_aria2(mp)
+    flushed = False
     try:
         aria_pid = getattr(aria, "pid", None) if aria is not None else None
         holders = [h for h in writers.open_for_writing(mp) if h[0] != aria_pid]
@@ -184,10 +208,13 @@ def sync(
             listing = ", ".join(f"{path} (pid {pid} {prog})" for pid, prog, path in holders[:10])
             raise ColabMagicError(f"files under {mp} are still open for writing; close them first: {listing}")
         algo, method, expected = _expected(backend, cfg, changes, deadline, progress)
-        flush_error, mounted_after, post = _flush_and_remount(backend, cfg, tracker, unmount, deadline)
+        flush_error, mounted_after, post = _flush_and_remount(backend, cfg, tracker, unmount, deadline,
+                                                              expected, algo)
+        flushed = True
     finally:
-        # Left unmounted, the downloads stay paused (they would fail to land) until the next mount.
-        if aria is not None and tracking.is_mounted(mp):
+        # Left unmounted (--unmount stops rclone below, once verified), the downloads stay paused
+        # (they would fail to land) until the next mount.
+        if aria is not None and tracking.is_mounted(mp) and not (unmount and flushed):
             writers.resume_aria2(aria, paused)
         elif paused:
             writers.remember_paused(mp, paused)
@@ -224,6 +251,9 @@ def sync(
         for change in changes:
             results.append(_judge(change, expected.get(change.path), remote, algo, timed_out))
 
+    if unmount and cfg.backend == "rclone" and tracking.is_mounted(mp):
+        backend.stop_mount()  # verified (or not) through the mount's own API: now it can go
+        writers.guard(mp)
     notes = []
     if cfg.tracked:
         notes.append(f"only {', '.join(cfg.tracked)} is tracked and verified; the rest was flushed, not checked")
@@ -266,10 +296,6 @@ def _expected(backend: Backend, cfg: DriveConfig, changes: List[tracking.Change]
             progress(min(0.99, done[0] / total), f"{algo} of changed files")
 
     current = ""
-    settle = getattr(backend, "settle", None)
-    if settle is not None:
-        settle(deadline)
-    local_copy = getattr(backend, "local_copy", None)
     try:
         for change in changes:
             if change.kind == "deleted":
@@ -277,9 +303,7 @@ def _expected(backend: Backend, cfg: DriveConfig, changes: List[tracking.Change]
             current = change.path
             full = os.path.join(cfg.mountpoint, change.path)
             size = os.path.getsize(full)
-            # rclone's own complete copy of the file reads far faster than the file through FUSE.
-            source = (local_copy(change.path, size) if local_copy is not None and algo else None) or full
-            digest = tracking.file_hash(source, algo, deadline, hashed) if algo else None
+            digest = tracking.file_hash(full, algo, deadline, hashed) if algo else None
             expected[change.path] = (size, digest)
     except TimeoutError as err:
         names = ", ".join(c.path for c in changes[:20]) + (" ..." if len(changes) > 20 else "")
@@ -294,12 +318,14 @@ def _expected(backend: Backend, cfg: DriveConfig, changes: List[tracking.Change]
 
 
 def _flush_and_remount(
-    backend: Backend, cfg: DriveConfig, tracker: tracking.Tracker, unmount: bool, deadline: float
+    backend: Backend, cfg: DriveConfig, tracker: tracking.Tracker, unmount: bool, deadline: float,
+    expected: Dict[str, Tuple[int, Optional[str]]], algo: Optional[str],
 ) -> Tuple[Optional[FlushFailed], bool, Optional[tracking.Snapshot]]:
-    """Flush (the mount goes away), guard the bare mountpoint, and remount unless told not to.
+    """Flush; where that unmounted (Colab), guard the bare mountpoint and remount unless told not to.
+    An rclone mount stays up (``sync`` stops it after verifying, for ``--unmount``).
 
-    A kernel whose working folder is inside the mount steps out while it is
-    unmounted (a busy mount cannot be cleanly unmounted) and back in after.
+    A kernel whose working folder is inside the mount steps out while it may
+    be unmounted (a busy mount cannot be cleanly unmounted) and back in after.
     """
     mp = cfg.mountpoint
     try:
@@ -313,7 +339,7 @@ def _flush_and_remount(
     mounted_after = False
     post: Optional[tracking.Snapshot] = None
     try:
-        backend.flush(deadline)
+        backend.flush(deadline, expected, algo)
     except FlushFailed as err:
         flush_error = err
     except BaseException:
@@ -336,9 +362,6 @@ def _flush_and_remount(
             post = tracker.scan()
             if inside and cwd is not None and os.path.isdir(cwd):
                 os.chdir(cwd)
-    elif tracking.is_mounted(mp) and cfg.backend == "rclone":
-        backend.stop_mount()
-        writers.guard(mp)
     return flush_error, mounted_after, post
 
 

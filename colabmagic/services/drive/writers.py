@@ -5,20 +5,26 @@ Before an unmount, aria2 downloads writing under the mountpoint are paused
 there are named. While nothing is mounted, the bare mountpoint directory is
 made read-only and immutable (``chattr +i``, which stops root too), so a
 write cannot land on the local disk under the mount and be hidden (or lost)
-when the mount comes back. The guard is recorded on disk so a new kernel
-can lift it.
+when the mount comes back. The guard is recorded twice: under
+``$COLABMAGIC_HOME/drive`` and on the folder itself (an extended attribute
+holding its old mode), so it is recognised and lifted even when
+colabmagic's own record is gone (a new COLABMAGIC_HOME). Where the file
+system keeps no extended attributes, an empty immutable folder of mode 0555
+is taken as ours.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ...system import paths, procfs
 
@@ -125,12 +131,6 @@ def open_for_writing(mountpoint: str) -> List[Tuple[int, str, str]]:
     return found
 
 
-def open_paths(mountpoint: str) -> Set[str]:
-    """Paths, relative to ``mountpoint``, of the files under it that any process holds open."""
-    root = os.path.realpath(mountpoint)
-    return {os.path.relpath(target, root) for _pid, _fd, target in _open_under(mountpoint)}
-
-
 # --- the guard on the bare mountpoint ------------------------------------------
 
 def _key(mountpoint: str) -> str:
@@ -139,6 +139,54 @@ def _key(mountpoint: str) -> str:
 
 def _guard_record(mountpoint: str) -> Path:
     return paths.subdir("drive") / f"guard-{_key(mountpoint)}.json"
+
+
+GUARD_XATTR = "user.colabmagic.guard"
+FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h: _IOR('f', 1, long)
+FS_IMMUTABLE_FL = 0x00000010
+
+
+def immutable(path: str) -> bool:
+    """Whether ``path`` carries the immutable flag (``chattr +i``; ``lsattr -d`` shows an i)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        flags = struct.unpack("l", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 8))[0]
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(flags & FS_IMMUTABLE_FL)
+
+
+def _mark(target: str) -> Optional[Dict[str, Any]]:
+    """The guard's mark on the folder itself ({"mode": old mode}), or None."""
+    try:
+        return dict(json.loads(os.getxattr(target, GUARD_XATTR)))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _ours(target: str) -> Optional[Dict[str, Any]]:
+    """How to lift the guard colabmagic left on ``target`` (from its record, or the folder's mark, or
+    the guard's look: empty, immutable, mode 0555), or None when there is no guard of ours."""
+    try:
+        data: Dict[str, Any] = json.loads(_guard_record(target).read_text())
+        return data
+    except (OSError, ValueError):
+        pass
+    if not immutable(target):
+        return None
+    mark = _mark(target)
+    if mark is not None:
+        return {"mountpoint": target, "mode": int(mark.get("mode", 0o755)), "how": "immutable"}
+    try:
+        looks = stat.S_IMODE(os.stat(target).st_mode) == 0o555 and not os.listdir(target)
+    except OSError:
+        return None
+    return {"mountpoint": target, "mode": 0o755, "how": "immutable"} if looks else None
 
 
 def guard(mountpoint: str) -> str:
@@ -150,36 +198,51 @@ def guard(mountpoint: str) -> str:
     if not record.exists():
         mode = stat.S_IMODE(os.stat(target).st_mode)
         paths.write_file(record, json.dumps({"mountpoint": target, "mode": mode}))
+    data = json.loads(record.read_text())
+    if not immutable(target):
+        try:
+            os.setxattr(target, GUARD_XATTR, json.dumps({"mode": data["mode"]}).encode())
+        except OSError:
+            pass  # no extended attributes here: the guard's look (empty, 0555, immutable) identifies it
     how = "read-only"
     os.chmod(target, 0o555)
     chattr = shutil.which("chattr")
     if chattr and _run([chattr, "+i", target]):
         how = "immutable"
-    data = json.loads(record.read_text())
     data["how"] = how
     paths.write_file(record, json.dumps(data))
     return how
 
 
 def unguard(mountpoint: str) -> bool:
-    """Lift the guard (before mounting); True if there was one."""
-    record = _guard_record(mountpoint)
-    try:
-        data = json.loads(record.read_text())
-    except (OSError, ValueError):
+    """Lift colabmagic's guard (before mounting), with or without its record; True if there was one."""
+    target = os.path.realpath(mountpoint)
+    data = _ours(target)
+    if data is None:
         return False
-    target = data.get("mountpoint", os.path.realpath(mountpoint))
+    target = data.get("mountpoint", target)
     if os.path.isdir(target):
         chattr = shutil.which("chattr")
-        if chattr and data.get("how") == "immutable":
+        if chattr and (data.get("how") == "immutable" or immutable(target)):
             _run([chattr, "-i", target])
+        try:
+            os.removexattr(target, GUARD_XATTR)
+        except OSError:
+            pass
         os.chmod(target, int(data.get("mode", 0o755)))
-    record.unlink()
+    try:
+        _guard_record(mountpoint).unlink()
+    except FileNotFoundError:
+        pass
     return True
 
 
 def guarded(mountpoint: str) -> bool:
-    return _guard_record(mountpoint).exists()
+    return _ours(os.path.realpath(mountpoint)) is not None
+
+
+GUARD_NOTE = ("kept immutable while unmounted (chattr +i, so nothing lands under the mount); "
+              "the next %drive_sync lifts it, or by hand: chattr -i {path}")
 
 
 def _run(argv: List[str]) -> bool:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ...errors import BadInputError, ServiceError
 from ...system import probes, supervisor
 from .. import jupyter, sshd
+from . import exposure
 from .base import Provider, PublicAddress, SshAccess, Tunnel, TunnelConfig
 
 PROVIDERS: Dict[str, str] = {
@@ -290,11 +291,16 @@ def start_jupyter(
     root_dir: Optional[str] = None,
     timeout: float = 90.0,
     announce: Announce = _print,
+    insecure: bool = False,
 ) -> Tuple[Tunnel, jupyter.JupyterLab]:
     """``%tunnel jupyter``: JupyterLab (token auth, loopback, supervised) exposed through ``via``.
 
-    Stopping the tunnel stops this JupyterLab too.
+    Stopping the tunnel stops this JupyterLab too. Its token is a login, so a provider whose
+    public side is not encrypted is refused unless ``insecure`` (see exposure.py).
     """
+    provider(via)
+    exposure.require_encrypted("JupyterLab's login token", via, proto, insecure,
+                               exposure.SAFE_HTTP.format(port=8888), announce)
     check(TunnelConfig(name=name, local_port=8888, proto=proto, options=dict(options or {}), binary=binary), via)
     lab = jupyter.ensure(root_dir=root_dir, timeout=timeout)
     if lab.reused:

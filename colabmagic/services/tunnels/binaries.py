@@ -3,8 +3,11 @@
 The path is a setting (``%config TunnelMagics.frpc_path = ...``, passed in as
 ``TunnelConfig.binary``). Without one, colabmagic looks in
 ``$COLABMAGIC_HOME/bin`` and on PATH, and only then downloads the binary from
-the provider's official GitHub release (frp, cloudflared; checked against the
-published SHA-256) or ngrok's own download site through pyngrok. Offline
+the provider's official GitHub release (frp, cloudflared) at the version pinned in
+``PINS``, checked against the sha256 pinned there for this machine's architecture;
+a platform with no pinned sha256, or a download that does not match, is refused.
+ngrok comes from ngrok's own download site through pyngrok and is checked the
+same way (no pin is published for it, so it is refused: set ``ngrok_path``). Offline
 (``COLABMAGIC_OFFLINE``) or without internet it never downloads: the error
 names the setting and says what to do.
 """
@@ -12,10 +15,8 @@ names the setting and says what to do.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
-import re
 import shutil
 import tarfile
 import tempfile
@@ -23,7 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from ...errors import ColabMagicError
 from ...system import paths
@@ -135,32 +136,70 @@ def check(command: str, setting: Optional[str] = None) -> Optional[str]:
 
 # --- downloads -------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Pin:
+    """One provider release colabmagic may download: its version, URL and sha256 per architecture.
+
+    A platform without a checksum here is not downloaded at all (fail closed): the user
+    installs the binary and sets its ``*_path`` setting.
+    """
+
+    version: str
+    url: str  # with {version} and {arch}
+    sha256: Mapping[str, str]
+    source: str  # where the checksums were published
+
+
+PINS: Dict[str, Pin] = {
+    # frp v0.69.0, from frp_sha256_checksums.txt of https://github.com/fatedier/frp/releases/tag/v0.69.0
+    # (read here as quoted by a public installer that pins them; GitHub itself was not reachable)
+    "frpc": Pin(
+        "0.69.0",
+        "https://github.com/fatedier/frp/releases/download/v{version}/frp_{version}_linux_{arch}.tar.gz",
+        {"amd64": "6b90d1cd28fc661f170c0de90dde03d2c63e4fd7ce0ae2da2ca1c28014b8146e",
+         "arm64": "24a4fc82b4c041835103419685ea124c4d6a7dbf83d0425481c5831b4ce4b3a4"},
+        "https://github.com/fatedier/frp/releases/tag/v0.69.0 (frp_sha256_checksums.txt)",
+    ),
+    # cloudflared 2026.9.3, from the "SHA256 Checksums" block of its release notes (read here as
+    # quoted in a public changelog that copies the block; GitHub itself was not reachable)
+    "cloudflared": Pin(
+        "2026.9.3",
+        "https://github.com/cloudflare/cloudflared/releases/download/{version}/cloudflared-linux-{arch}",
+        {"amd64": "77e26d8d900e0b8469f416239d14b5f296525fdf79fee6f511ef55609e3fbac2",
+         "arm64": "aaeb2d7d0da3614634c7e03ab13487a1522c2e79165ed2929cfe23d5e95b326d"},
+        "https://github.com/cloudflare/cloudflared/releases/tag/2026.9.3 (release notes)",
+    ),
+    # ngrok: pyngrok fetches ngrok's unversioned "v3-stable" archive, for which ngrok publishes no
+    # checksum, so nothing is pinned and the download is refused until one is (or ngrok_path is set).
+    "ngrok": Pin("3", "", {}, "none published for ngrok's v3-stable download"),
+}
+
+
 def _get(url: str) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "colabmagic", "Accept": "*/*"})
-    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as resp:  # noqa: S310 - fixed https URLs
+    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as resp:  # noqa: S310 - pinned URLs
         return bytes(resp.read())
 
 
-def _latest_release(repo: str) -> dict:
-    data = json.loads(_get(f"https://api.github.com/repos/{repo}/releases/latest"))
-    if not isinstance(data, dict) or "assets" not in data:
-        raise ValueError(f"unexpected answer from GitHub for {repo}")
-    return data
-
-
-def _asset(release: dict, name: str) -> dict:
-    for asset in release.get("assets", []):
-        if asset.get("name") == name:
-            return dict(asset)
-    raise ValueError(f"release {release.get('tag_name')} has no asset {name}")
-
-
-def _verify(data: bytes, expected: Optional[str], what: str) -> None:
+def pinned(command: str) -> Tuple[Pin, str]:
+    """The pin for ``command`` and this machine's sha256, or MissingBinaryError (no pin: no download)."""
+    pin, arch = PINS[command], _arch()
+    expected = pin.sha256.get(arch)
     if not expected:
-        return
+        agent = AGENTS[command]
+        raise MissingBinaryError(
+            f"{command} is not installed and colabmagic has no pinned sha256 for {command} {pin.version} on "
+            f"linux-{arch}, so it does not download it; install it (from {agent.project}) and set "
+            f"%config {agent.setting} = '/path/to/{command}'"
+        )
+    return pin, expected
+
+
+def _verify(data: bytes, expected: str, what: str) -> None:
     actual = hashlib.sha256(data).hexdigest()
-    if actual.lower() != expected.lower():
-        raise ValueError(f"checksum mismatch for {what}: expected {expected}, got {actual}")
+    if not expected or actual.lower() != expected.lower():
+        raise ValueError(f"checksum mismatch for {what}: expected {expected or '(none pinned)'}, got {actual}; "
+                         "refused")
 
 
 def _install(target: Path, data: bytes) -> Path:
@@ -168,45 +207,26 @@ def _install(target: Path, data: bytes) -> Path:
     return target
 
 
-def _asset_sha256(release: dict, asset: dict) -> Optional[str]:
-    """GitHub's own digest of the asset, or the line for it in the release notes (cloudflared's habit)."""
-    digest = str(asset.get("digest") or "")
-    if digest.startswith("sha256:"):
-        return digest.split(":", 1)[1]
-    match = re.search(rf"{re.escape(str(asset.get('name')))}\s*:\s*([0-9a-fA-F]{{64}})", str(release.get("body") or ""))
-    return match.group(1) if match else None
+def _fetch(command: str, progress: Optional[Callable[[float, str], None]]) -> Tuple[bytes, str]:
+    pin, expected = pinned(command)
+    url = pin.url.format(version=pin.version, arch=_arch())
+    name = url.rsplit("/", 1)[-1]
+    if progress:
+        progress(0.1, f"downloading {command} {pin.version}")
+    data = _get(url)
+    _verify(data, expected, name)
+    return data, name
 
 
 def _download_cloudflared(target: Path, progress: Optional[Callable[[float, str], None]]) -> Path:
-    release = _latest_release("cloudflare/cloudflared")
-    asset = _asset(release, f"cloudflared-linux-{_arch()}")
-    if progress:
-        progress(0.1, f"downloading cloudflared {release.get('tag_name')}")
-    data = _get(str(asset["browser_download_url"]))
-    _verify(data, _asset_sha256(release, asset), asset["name"])
+    data, _name = _fetch("cloudflared", progress)
     if progress:
         progress(1.0, "cloudflared installed")
     return _install(target, data)
 
 
 def _download_frpc(target: Path, progress: Optional[Callable[[float, str], None]]) -> Path:
-    release = _latest_release("fatedier/frp")
-    version = str(release.get("tag_name", "")).lstrip("v")
-    name = f"frp_{version}_linux_{_arch()}.tar.gz"
-    asset = _asset(release, name)
-    expected: Optional[str] = None
-    try:
-        sums = _get(str(_asset(release, "frp_sha256_checksums.txt")["browser_download_url"])).decode()
-        for line in sums.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].lstrip("*") == name:
-                expected = parts[0]
-    except ValueError:
-        expected = _asset_sha256(release, asset)
-    if progress:
-        progress(0.1, f"downloading frp {version}")
-    data = _get(str(asset["browser_download_url"]))
-    _verify(data, expected or _asset_sha256(release, asset), name)
+    data, name = _fetch("frpc", progress)
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / name
         archive.write_bytes(data)
@@ -227,12 +247,17 @@ def _download_ngrok(target: Path, progress: Optional[Callable[[float, str], None
     from pyngrok import installer
     from pyngrok.exception import PyngrokError
 
+    _pin, expected = pinned("ngrok")  # no pin: refused before pyngrok downloads anything
     if progress:
         progress(0.1, "downloading ngrok (ngrok's official download, through pyngrok)")
-    try:
-        installer.install_ngrok(str(target), ngrok_version="3")
-    except PyngrokError as exc:
-        raise OSError(str(exc)) from exc
+    with tempfile.TemporaryDirectory(dir=str(target.parent)) as tmp:
+        staged = Path(tmp) / "ngrok"
+        try:
+            installer.install_ngrok(str(staged), ngrok_version="3")
+        except PyngrokError as exc:
+            raise OSError(str(exc)) from exc
+        _verify(staged.read_bytes(), expected, "ngrok (as installed by pyngrok)")
+        _install(target, staged.read_bytes())
     os.chmod(target, 0o755)
     if progress:
         progress(1.0, "ngrok installed")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import Optional
 from urllib.parse import urlsplit
 
 from ...errors import ColabMagicError
@@ -22,6 +23,7 @@ from .base import Provider, PublicAddress, TunnelConfig
 # Sleeps until signalled; "-I" keeps the user's environment (PYTHONPATH, ...) out of it.
 PLACEHOLDER = "import signal, sys; sys.stdout.write('colab port proxy: no local agent\\n'); sys.stdout.flush(); signal.pause()"
 URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+EVAL_JS_TIMEOUT = 30.0  # seconds the browser has to answer proxyPort; eval_js without one waits for ever
 
 
 class NotOnColabError(ColabMagicError):
@@ -34,8 +36,9 @@ class ColabProvider(Provider):
 
     def validate(self, config: TunnelConfig) -> None:
         if not environment.is_hosted_colab():
+            where = "Kaggle has no such proxy" if environment.is_kaggle() else "this is not hosted Colab"
             raise NotOnColabError(
-                "--via colab works only on hosted Colab (it uses Colab's own port proxy); "
+                f"--via colab works only on hosted Colab (it uses Colab's own port proxy; {where}); "
                 "here use --via cloudflared, ngrok, frp or ssh"
             )
 
@@ -54,15 +57,50 @@ class ColabProvider(Provider):
 
     def address(self, config: TunnelConfig, service: supervisor.Service) -> PublicAddress:
         try:
-            from google.colab import output  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise NotOnColabError(f"google.colab is not importable here ({exc}); --via colab needs hosted Colab") from exc
-        url = str(output.eval_js(f"google.colab.kernel.proxyPort({int(config.local_port)})") or "").strip()
-        if not URL.match(url):
-            return PublicAddress()
+            url = proxy_url(int(config.local_port))
+        except ColabMagicError:
+            if not service.info.get("public"):
+                service.stop()  # a first start: the placeholder holds nothing without an address
+            raise
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return PublicAddress(host=parts.hostname, port=port, url=url)
+
+
+class ColabProxyError(ColabMagicError):
+    """Colab's notebook UI did not give the proxy address of a port."""
+
+
+def proxy_url(port: int, timeout: Optional[float] = None) -> str:
+    """The https URL of Colab's port proxy for ``port``, asked of the notebook's browser.
+
+    ``google.colab.output.eval_js`` (colabtools google/colab/output/_js.py and
+    _message.py) waits for the browser's reply: for ever without
+    ``timeout_sec``, and with it returns None when no reply came; an error in
+    the browser raises ``MessageError``. Each becomes one line here.
+    """
+    timeout = EVAL_JS_TIMEOUT if timeout is None else timeout
+    try:
+        from google.colab import output  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise NotOnColabError(f"google.colab is not importable here ({exc}); Colab's port proxy needs hosted Colab") from exc
+    try:
+        answer = output.eval_js(f"google.colab.kernel.proxyPort({int(port)})", timeout_sec=timeout)
+    except Exception as err:  # google.colab._message.MessageError: the browser reported an error
+        raise ColabProxyError(
+            f"Colab's notebook UI refused to give the proxy address of port {port} ({type(err).__name__}: {err}); "
+            "run the cell again from the Colab tab in your browser"
+        ) from None
+    url = str(answer).strip() if answer is not None else ""
+    if answer is None:
+        raise ColabProxyError(
+            f"Colab's notebook UI gave no proxy address for port {port} within {timeout:g} s (eval_js returned "
+            "None: the notebook is not open in a browser, or the output frame is gone); run the cell again "
+            "from the Colab tab in your browser"
+        )
+    if not URL.match(url):
+        raise ColabProxyError(f"Colab's notebook UI answered {url[:80]!r} instead of a proxy URL for port {port}")
+    return url
 
 
 PROVIDER = ColabProvider()

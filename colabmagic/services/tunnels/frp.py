@@ -8,13 +8,28 @@ token (secret ``FRP_TOKEN``) lives only in that 0600 file, never on a command
 line or in the environment. frpc's admin API (``webServer``) listens on a
 free loopback port behind a generated password; its ``/api/status`` is the
 readiness and health probe and gives the public address frps assigned.
+
+frpc verifies frps's certificate only when ``transport.tls.trustedCaFile`` is set
+(frp's pkg/transport/tls.go, NewClientTLSConfig: without a CA file it sets
+InsecureSkipVerify, so anyone on the path can pose as the server and collect
+the login). colabmagic writes it from ``--frp-ca-file`` (``ca_file``), and
+``transport.tls.serverName`` from ``--frp-server-name`` (``server_name``; frp's
+default is ``serverAddr``), and warns once per server when there is no CA file.
+
+The messages ``explain`` reads are those of frp 0.61 to 0.70's client/service.go
+(``loopLoginUntilSuccess``): ``connect to server error: ERR``, where ERR is the
+server's LoginResp error (``token in login doesn't match token from configuration``
+from pkg/auth/token.go), a Go TLS error (``tls: failed to verify certificate: ...``)
+or a dial error (``dial tcp HOST:PORT: connect: connection refused``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import sys
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ...errors import BadInputError, ServiceError
@@ -75,10 +90,39 @@ def _admin_password(name: str) -> secrets.Secret:
     return password
 
 
+_WARNED: set = set()
+
+
+def tls_options(config: TunnelConfig) -> Tuple[Optional[str], Optional[str]]:
+    """The CA file (absolute, readable) and server name frpc verifies frps with, or BadInputError."""
+    options: Mapping[str, Any] = config.options
+    ca_file = str(options.get("ca_file") or "").strip() or None
+    server_name = str(options.get("server_name") or "").strip() or None
+    if ca_file is not None:
+        ca_file = os.path.abspath(os.path.expanduser(ca_file))
+        if not os.path.isfile(ca_file) or not os.access(ca_file, os.R_OK):
+            raise BadInputError(f"--frp-ca-file {ca_file!r} is not a readable file (the CA certificate, PEM)")
+    if server_name is not None and (not HOST.match(server_name) or server_name.startswith("-")):
+        raise BadInputError(f"not a server name for --frp-server-name: {server_name!r}")
+    return ca_file, server_name
+
+
+def warn_unverified(config: TunnelConfig, announce: Any = None) -> None:
+    """Once per frps: frpc does not verify a server without a CA file."""
+    server = str(config.options.get("server") or "")
+    if config.options.get("ca_file") or server in _WARNED:
+        return
+    _WARNED.add(server)
+    line = (f"warning: frps at {server} is not verified (no --frp-ca-file): anyone on the path can pose as it "
+            "and take the login; set %config TunnelMagics.frp_ca_file (and frp_server_name)")
+    (announce or (lambda text: print(text, file=sys.stdout)))(line)
+
+
 def validate(config: TunnelConfig) -> Tuple[str, int, Optional[int], Optional[str]]:
     """Server host and port, remote port (tcp) and domain (http) from the user's options, or BadInputError."""
     options: Mapping[str, Any] = config.options
     host, port = parse_server(options.get("server"))
+    tls_options(config)
     if config.proto == "tcp":
         remote = options.get("remote_port")
         return host, port, (_port(remote, "remote port") if remote not in (None, "", 0) else 0), None
@@ -94,12 +138,15 @@ def validate(config: TunnelConfig) -> Tuple[str, int, Optional[int], Optional[st
 def render(config: TunnelConfig, token: Optional[str], admin_port: int, admin_password: str) -> str:
     """frpc.toml for ``config`` (frp >= 0.52 TOML format)."""
     host, port, remote_port, domain = validate(config)
+    ca_file, server_name = tls_options(config)
     lines: List[str] = [
         "# Written by colabmagic; re-written whole on every %tunnel. Do not edit.",
         f"serverAddr = {_toml(host)}",
         f"serverPort = {port}",
         "loginFailExit = false",
         "transport.tls.enable = true",
+        *([f"transport.tls.trustedCaFile = {_toml(ca_file)}"] if ca_file else []),
+        *([f"transport.tls.serverName = {_toml(server_name)}"] if server_name else []),
         'log.to = "console"',
         'log.level = "info"',
         "log.disablePrintColor = true",
@@ -137,11 +184,18 @@ class FrpProvider(Provider):
         text = "\n".join(error.details)
         server = config.options.get("server")
         reason = ""
-        if "login to server failed" in text or "login to the server failed" in text:
-            found = re.findall(r"login to (?:the )?server failed: ([^\n]*)", text)
-            reason = f"frps at {server} refused the login ({found[-1].strip()}); check the secret FRP_TOKEN"
-        elif "connect to server error" in text:
-            reason = f"frps at {server} cannot be reached; frpc keeps retrying"
+        # frp 0.61-0.70 client/service.go: "connect to server error: ERR" for every failed login.
+        found = re.findall(r"connect to server error: ([^\n]*)", text)
+        failed = re.findall(r"login to the server failed: ([^\n]*?)(?:\. With loginFailExit|$)", text, re.M)
+        last = (found[-1] if found else (failed[-1] if failed else "")).strip()
+        if "tls: " in last or "x509: " in last or "certificate" in last:
+            reason = (f"frps at {server} failed TLS verification ({last}); check --frp-ca-file and "
+                      "--frp-server-name (the name in its certificate)")
+        elif last and ("dial tcp" in last or "i/o timeout" in last or "no such host" in last or last == "EOF"):
+            reason = f"frps at {server} cannot be reached ({last}); frpc keeps retrying"
+        elif last:
+            hint = "; check the secret FRP_TOKEN" if "token" in last or "authoriz" in last else ""
+            reason = f"frps at {server} refused the login ({last}){hint}"
         elif "start error" in text:
             found = re.findall(r"start error: ([^\n]*)", text)
             reason = f"frps refused the proxy: {found[-1].strip()}"
@@ -151,6 +205,7 @@ class FrpProvider(Provider):
 
     def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
         validate(config)  # bad input fails before anything is fetched or written
+        warn_unverified(config)
         binary = binaries.resolve("frpc", config.binary)
         token = secrets.get("FRP_TOKEN", description="frps token (secret FRP_TOKEN; Enter for none)")
         admin_port = agent.stable_port(config.name, "admin_port")

@@ -94,8 +94,9 @@ class NgrokProvider(Provider):
         token = secrets.get("NGROK_AUTHTOKEN", description="ngrok authtoken (secret NGROK_AUTHTOKEN)")
         if not token:
             raise MissingTokenError(
-                "ngrok needs an authtoken: add the secret NGROK_AUTHTOKEN (Colab Secrets, or the environment); "
+                "ngrok needs an authtoken: add the secret NGROK_AUTHTOKEN (Colab or Kaggle Secrets, or the environment); "
                 "get one at https://dashboard.ngrok.com/get-started/your-authtoken"
+                + (f" ({secrets.hint('NGROK_AUTHTOKEN')})" if secrets.hint("NGROK_AUTHTOKEN") else "")
             )
         binary = binaries.resolve("ngrok", config.binary)
         web_port = agent.stable_port(config.name, "web_port")

@@ -54,6 +54,7 @@ class VncConfig:
     via: Optional[str] = None  # tunnel provider exposing the desktop (the web page with ``web``)
     tunnel_options: Mapping[str, Any] = field(default_factory=dict)  # relay, server, ... (see %tunnel)
     tunnel_binary: Optional[str] = None  # the provider's binary (frpc, cloudflared, ngrok) if not the default
+    insecure: bool = False  # allow a tunnel whose public side is not encrypted (the password crosses in clear)
     gpu: bool = False
     timeout: float = 120.0
 
@@ -304,7 +305,11 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     else:
         _unexpose()
         if config.web and environment.is_hosted_colab():
-            public_url = colab_url(_web_port_of_running())
+            try:
+                public_url = colab_url(_web_port_of_running())
+            except ColabMagicError as exc:
+                raise ServiceError(f"the desktop runs on :{display_no}, but showing it through Colab's port proxy "
+                                   f"failed: {exc.message}") from None
 
     if reused_all:
         announce(f"the desktop on :{display_no} was already running: reused it")
@@ -333,6 +338,13 @@ def _tunnel_config(config: VncConfig, via: str, port: int) -> Any:
     # An http tunnel where the provider gives one without extra settings (the page and its
     # WebSocket pass through it); else a tcp one, which carries them just as well.
     proto = "http" if (config.web and via in HTTP_PROVIDERS and "http" in prov.protos) else "tcp"
+    # The page and RFB carry the VNC password: only over an encrypted public side (exposure.py).
+    if config.web:
+        tunnels.exposure.require_encrypted("the noVNC page and the VNC password", via, proto, config.insecure,
+                                           tunnels.exposure.SAFE_HTTP.format(port=port))
+    else:
+        tunnels.exposure.require_encrypted("raw VNC (the password's challenge and every keystroke)", via, proto,
+                                           config.insecure, tunnels.exposure.SAFE_TCP.format(port=port))
     tunnel_config = tunnels.TunnelConfig(name=TUNNEL_NAME, local_port=port, proto=proto,
                                          options=dict(config.tunnel_options), binary=config.tunnel_binary)
     check = getattr(tunnels, "check", None)
@@ -371,17 +383,9 @@ def _unexpose() -> None:
 
 def colab_url(web_port: int) -> Optional[str]:
     """The noVNC page through hosted Colab's port proxy (reachable only from the user's browser)."""
-    try:
-        from google.colab import output  # type: ignore[import-not-found]
-    except Exception:
-        return None
-    try:
-        base = str(output.eval_js(f"google.colab.kernel.proxyPort({int(web_port)})", timeout_sec=30))
-    except Exception:
-        return None
-    if not base:
-        return None
-    url = base.rstrip("/") + "/vnc.html?autoconnect=1&resize=remote"
+    from ..tunnels.colab import proxy_url  # a clear error for no answer (None) or a browser error
+
+    url = proxy_url(int(web_port)).rstrip("/") + "/vnc.html?autoconnect=1&resize=remote"
     service = supervisor.adopt(parts.WEB)
     if service is not None:
         service.update_info(public_url=url, public=url)

@@ -10,7 +10,17 @@ cache (bind-mounted at the mountpoint, with the ``MyDrive`` folder as on
 Colab) and reach "Drive" (another folder) only when flushed, like DriveFS's
 delayed uploads.
 
+Where ``google.colab`` is installed but this is not hosted Colab, the real
+functions (colabtools google/colab/drive.py, commit 3c07d77, 2026-04) raise
+NotImplementedError: ``mount`` without /var/colab/hostname (Kaggle's image,
+built from Colab's, is such a place) or in Colab Enterprise;
+``flush_and_unmount`` where /var/colab/mp exists. ``mount`` first asks the
+browser for Drive access (``request_auth``); a user who declines gets
+``MessageError`` from google.colab._message.
+
 Environment (set by the test):
+  COLABMAGIC_STANDIN_COLAB_HOST            hosted (default) | kaggle | enterprise | mp
+  COLABMAGIC_STANDIN_DRIVE_AUTH            granted (default) | denied
   COLABMAGIC_STANDIN_DRIVE                 folder holding cloud/ (what Drive has) and cache/
   COLABMAGIC_STANDIN_DRIVE_FLUSH_SECONDS   how long a flush takes (default 2)
   COLABMAGIC_STANDIN_DRIVE_DROP            glob of files a flush silently fails to push (the
@@ -66,8 +76,20 @@ def _umount(path: str) -> None:
 
 def mount(mountpoint, force_remount=False, timeout_ms=120000, readonly=False):
     """Mount "Drive" at ``mountpoint`` (files under ``mountpoint/MyDrive``)."""
+    host = os.environ.get("COLABMAGIC_STANDIN_COLAB_HOST", "hosted")
+    if host == "kaggle":  # no /var/colab/hostname
+        raise NotImplementedError(
+            "Mounting drive is unsupported in this environment. Use PyDrive2 instead. See examples at "
+            "https://colab.research.google.com/notebooks/io.ipynb#scrollTo=7taylj9wpsA2."
+        )
     if " " in mountpoint:
         raise ValueError("Mountpoint must not contain a space.")
+    if host == "enterprise":
+        raise NotImplementedError("google.colab.drive.mount is not supported in Colab Enterprise.")
+    if os.environ.get("COLABMAGIC_STANDIN_DRIVE_AUTH") == "denied":
+        from google.colab import _message
+
+        raise _message.MessageError("Error: credential propagation was unsuccessful")
     mountpoint = os.path.expanduser(mountpoint)
     # The real function checks for "My Drive" although DriveFS names the folder MyDrive.
     already_mounted = os.path.isdir(os.path.join(mountpoint, "My Drive"))
@@ -103,6 +125,8 @@ def mount(mountpoint, force_remount=False, timeout_ms=120000, readonly=False):
 
 def flush_and_unmount(timeout_ms=24 * 60 * 60 * 1000):
     """Unmount Google Drive and flush any outstanding writes to it."""
+    if os.environ.get("COLABMAGIC_STANDIN_COLAB_HOST") == "mp":
+        raise NotImplementedError("google.colab.drive is unsupported in this environment.")
     mountpoint = _mounted_at()
     if not mountpoint or not _is_mount(mountpoint):
         print("Drive not mounted, so nothing to flush and unmount.")

@@ -6,6 +6,16 @@ PORT on the VM. Here a TLS listener on 127.0.0.1 plays Colab's proxy: it
 forwards to PORT and is registered under the returned host name in the
 stand-ins' DNS folder (see tests/standins/_edge.py). Any other script is
 refused, as this stand-in cannot run JavaScript.
+
+The waiting follows colabtools google/colab/output/_js.py and _message.py
+(commit 3c07d77, 2026-04): ``eval_js(script, ignore_result=False,
+timeout_sec=None)`` sends the script to the browser and waits for its reply
+with ``read_reply_from_input(request_id, timeout_sec)``: without
+``timeout_sec`` for ever, with it None when no reply came; a reply carrying
+an error raises ``MessageError``. ``COLABMAGIC_STANDIN_EVAL_JS`` picks the
+browser's behaviour: ``answer`` (default), ``no-answer`` (the notebook is
+not open in a browser, or its output frame is gone) or ``error``. ``calls``
+records each script and ``timeouts`` each ``timeout_sec`` given.
 """
 
 from __future__ import annotations
@@ -25,8 +35,23 @@ _proxies: Dict[int, str] = {}
 calls: list = []
 
 
+timeouts: list = []
+
+
 def eval_js(script: str, ignore_result: bool = False, timeout_sec: Any = None) -> Any:
     calls.append(script)
+    timeouts.append(timeout_sec)
+    behaviour = os.environ.get("COLABMAGIC_STANDIN_EVAL_JS", "answer")
+    if ignore_result:
+        return None
+    if behaviour == "no-answer":
+        from google.colab import _message
+
+        return _message.no_reply(timeout_sec)
+    if behaviour == "error":
+        from google.colab import _message
+
+        raise _message.MessageError({"name": "TypeError", "message": "Cannot read properties of undefined (reading 'kernel')"})
     match = PROXY_PORT.match(script)
     if not match:
         raise NotImplementedError(f"the google.colab stand-in cannot evaluate {script!r}")
