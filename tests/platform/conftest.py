@@ -36,7 +36,7 @@ def colab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Dict[str,
     store = tmp_path / "colab-secrets.json"
     store.write_text("{}")
     monkeypatch.setenv("COLABMAGIC_STANDIN_USERDATA", str(store))
-    monkeypatch.setenv("STANDIN_EDGE_DIR", str(tmp_path / "edge"))
+    monkeypatch.setenv("COLABMAGIC_STANDIN_EDGE_DIR", str(tmp_path / "edge"))
     # A caller that forgets timeout_sec is caught in 2 minutes, not the stand-in's hour.
     monkeypatch.setenv("COLABMAGIC_STANDIN_COLAB_FOREVER", "120")
     monkeypatch.syspath_prepend(str(STANDINS / "colab"))
