@@ -152,7 +152,8 @@ class Pin:
 
 PINS: Dict[str, Pin] = {
     # frp v0.69.0, from frp_sha256_checksums.txt of https://github.com/fatedier/frp/releases/tag/v0.69.0
-    # (read here as quoted by a public installer that pins them; GitHub itself was not reachable)
+    # (GitHub itself was not reachable here: read as quoted by several independent public files that
+    # pin frp 0.69.0, a Yocto recipe, install scripts and a Dockerfile, which agree)
     "frpc": Pin(
         "0.69.0",
         "https://github.com/fatedier/frp/releases/download/v{version}/frp_{version}_linux_{arch}.tar.gz",
@@ -161,7 +162,8 @@ PINS: Dict[str, Pin] = {
         "https://github.com/fatedier/frp/releases/tag/v0.69.0 (frp_sha256_checksums.txt)",
     ),
     # cloudflared 2026.9.3, from the "SHA256 Checksums" block of its release notes (read here as
-    # quoted in a public changelog that copies the block; GitHub itself was not reachable)
+    # quoted by several independent public files that pin 2026.9.3, one of them checked against
+    # GitHub's asset digest, which agree; GitHub itself was not reachable here)
     "cloudflared": Pin(
         "2026.9.3",
         "https://github.com/cloudflare/cloudflared/releases/download/{version}/cloudflared-linux-{arch}",
