@@ -6,31 +6,25 @@ first use.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import Any
 
 from ._version import __version__
 
-# (module, class) of every Magics class; a module that does not exist yet is skipped.
-MAGICS = [
-    ("colabmagic.magics.core", "ColabMagics"),
-    ("colabmagic.magics.tunnel", "TunnelMagics"),
-    ("colabmagic.magics.vnc", "VncMagics"),
-    ("colabmagic.magics.aria2", "Aria2Magics"),
-    ("colabmagic.magics.drive", "DriveMagics"),
-]
-
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register colabmagic's magics; running it again re-registers the same instances harmlessly."""
+    from .magics.aria2 import Aria2Magics
     from .magics.base import ensure_state_before_cells, get_state
+    from .magics.core import ColabMagics
+    from .magics.drive import DriveMagics
+    from .magics.tunnel import TunnelMagics
+    from .magics.vnc import VncMagics
 
-    for module_name, class_name in MAGICS:
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        module = importlib.import_module(module_name)
-        ipython.register_magics(getattr(module, class_name))
+    tunnel = TunnelMagics(shell=ipython)
+    # %vnc start --via reads %config TunnelMagics through this one method, as a plain config object.
+    vnc = VncMagics(shell=ipython, tunnel_settings=tunnel.tunnel_settings)
+    for magics in (ColabMagics(shell=ipython), tunnel, vnc, Aria2Magics(shell=ipython), DriveMagics(shell=ipython)):
+        ipython.register_magics(magics)
     get_state(ipython)
     ensure_state_before_cells(ipython)
 

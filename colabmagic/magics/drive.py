@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from IPython.core.magic import line_cell_magic, magics_class
 from traitlets import Float, Unicode
@@ -10,6 +10,9 @@ from traitlets import Float, Unicode
 from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
 drive = lazy_import("colabmagic.services.drive")
+
+if TYPE_CHECKING:
+    from ..services.drive import DriveConfig
 
 parser = make_parser(
     "drive_sync",
@@ -53,7 +56,7 @@ class DriveMagics(ColabMagicsBase):
         "(default: all of it; on Colab, MyDrive). Limits the walk of a large Drive."
     ).tag(config=True)
 
-    def drive_config(self, args: Optional[Any] = None) -> drive.DriveConfig:
+    def drive_config(self, args: Optional[Any] = None) -> DriveConfig:
         """The settings as a plain DriveConfig, with this line's options applied."""
         config = drive.DriveConfig(
             backend=self.backend, remote=self.remote, mountpoint=self.mountpoint, timeout=self.timeout,
@@ -77,11 +80,13 @@ class DriveMagics(ColabMagicsBase):
             drive.mount(config, progress=bar)
             # A nested run_cell shows the body's output and errors as usual, but it clears the
             # display hook's record of the outer cell; put it back so this cell's value shows.
-            outer = self.shell.displayhook.exec_result
+            shell = self.shell
+            assert shell is not None  # a cell magic always runs in a shell
+            outer = shell.displayhook.exec_result
             try:
-                self.shell.run_cell(cell, store_history=False)
+                shell.run_cell(cell, store_history=False)
             finally:
-                self.shell.displayhook.exec_result = outer
+                shell.displayhook.exec_result = outer
         return drive.sync(config, unmount=args.unmount, progress=bar)
 
 

@@ -17,6 +17,7 @@ from traitlets import Float, Int, Unicode
 from traitlets import List as ListTrait
 
 from .. import display
+from ..services import tunnel_registry
 from . import shown_once
 from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
@@ -27,6 +28,7 @@ secrets = lazy_import("colabmagic.system.secrets")
 supervisor = lazy_import("colabmagic.system.supervisor")
 
 if TYPE_CHECKING:
+    from ..services.sshd import Sshd
     from ..services.tunnels.base import Tunnel
 
 identity = lazy_import("colabmagic.services.identity")
@@ -34,16 +36,12 @@ jupyter = lazy_import("colabmagic.services.jupyter")
 sshd = lazy_import("colabmagic.services.sshd")
 tunnels = lazy_import("colabmagic.services.tunnels")
 
-# For help texts only (the service layer's PROVIDERS decides what is accepted); naming them
-# here keeps %load_ext from importing the tunnel services.
-PROVIDER_NAMES = "ssh, frp, cloudflared, ngrok, colab"
-
 COMMANDS = ("ssh", "jupyter", "list", "stop")
 
 
 def _provider_options(parser: MagicArgumentParser) -> None:
     group = parser.add_argument_group("provider options")
-    group.add_argument("--via", metavar="PROVIDER", help=f"one of {PROVIDER_NAMES}")
+    group.add_argument("--via", metavar="PROVIDER", help=tunnel_registry.via_help())
     group.add_argument("--name", help="the tunnel's name (default: ssh, jupyter or the port)")
     group.add_argument("--relay", metavar="[USER@]HOST[:PORT]", help="ssh: the SSH server to tunnel through")
     group.add_argument("--relay-host-key", metavar="'TYPE BASE64'", help="ssh: the relay's host key (pinned)")
@@ -107,7 +105,7 @@ QUICK_TUNNEL_NOTE = (
 )
 
 
-def ssh_instructions(tunnel: Tunnel, server: sshd.Sshd, password_shown: Optional[str],
+def ssh_instructions(tunnel: Tunnel, server: Sshd, password_shown: Optional[str],
                      relay: Optional[str] = None) -> str:
     """What to paste on the client: known_hosts line, Host block, commands."""
     assert tunnel.ssh is not None
@@ -170,7 +168,7 @@ class TunnelMagics(ColabMagicsBase):
     """``%tunnel``: SSH into this machine and expose local ports through a tunnel provider."""
 
     provider = Unicode("cloudflared", help="The provider used when --via is not given: "
-                       + PROVIDER_NAMES).tag(config=True)
+                       + tunnel_registry.NAMES).tag(config=True)
     relay = Unicode("", help="Default --relay for the ssh provider: [user@]host[:port].").tag(config=True)
     relay_host_key = Unicode("", help="Default --relay-host-key ('TYPE BASE64').").tag(config=True)
     relay_known_hosts = Unicode("", help="Default --relay-known-hosts (a known_hosts file).").tag(config=True)
@@ -179,12 +177,9 @@ class TunnelMagics(ColabMagicsBase):
     frp_ca_file = Unicode("", help="Default --frp-ca-file: the CA certificate frpc verifies frps with "
                           "(without it frpc does not verify the server).").tag(config=True)
     frp_server_name = Unicode("", help="Default --frp-server-name: the name in frps's certificate.").tag(config=True)
-    frpc_path = Unicode("", help="Path of the frpc binary (downloaded into $COLABMAGIC_HOME if empty "
-                        "and the machine is online).").tag(config=True)
-    cloudflared_path = Unicode("", help="Path of the cloudflared binary (downloaded if empty and online)."
-                               ).tag(config=True)
-    ngrok_path = Unicode("", help="Path of the ngrok binary (pyngrok fetches it if empty and online)."
-                         ).tag(config=True)
+    # One path setting per provider agent (frpc_path, cloudflared_path, ngrok_path), from the registry.
+    locals().update({setting: Unicode("", help=agent.help).tag(config=True)
+                     for setting, agent in tunnel_registry.binary_settings().items()})
     ssh_user = Unicode("root", help="The user %tunnel ssh logs in as.").tag(config=True)
     sshd_port = Int(0, help="colabmagic's sshd loopback port (0: remembered, else a free one).").tag(config=True)
     ssh_env = ListTrait(Unicode(), default_value=[], help="Extra kernel variables SSH sessions see "
@@ -200,9 +195,18 @@ class TunnelMagics(ColabMagicsBase):
         if shell is not None:
             _watch_addresses(shell)
 
+    def tunnel_settings(self) -> tunnel_registry.TunnelSettings:
+        """The ``%config TunnelMagics`` settings another service needs to open a tunnel (``%vnc --via``)."""
+        options = {"relay": self.relay, "relay_host_key": self.relay_host_key,
+                   "relay_known_hosts": self.relay_known_hosts, "relay_key_file": self.relay_key_file,
+                   "server": self.frp_server, "ca_file": self.frp_ca_file, "server_name": self.frp_server_name}
+        binaries = {agent.command: getattr(self, setting)
+                    for setting, agent in tunnel_registry.binary_settings().items()}
+        return tunnel_registry.TunnelSettings(options={k: v for k, v in options.items() if v},
+                                              binaries={k: v for k, v in binaries.items() if v})
+
     def _binary(self, via: str) -> Optional[str]:
-        path = {"frp": self.frpc_path, "cloudflared": self.cloudflared_path, "ngrok": self.ngrok_path}.get(via)
-        return path or None
+        return self.tunnel_settings().binary(via)
 
     def _options(self, args: Any) -> Dict[str, Any]:
         values = {

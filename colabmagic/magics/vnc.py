@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from IPython.core.magic import line_magic, magics_class
 from traitlets import Float, Int, Unicode
 
+from ..services.tunnel_registry import TunnelSettings, via_help
 from . import shown_once
 from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
 environment = lazy_import("colabmagic.system.environment")
 
 vnc = lazy_import("colabmagic.services.vnc")
+
+if TYPE_CHECKING:
+    from ..services.vnc import VncDesktop
 
 parser = make_parser("vnc", "A remote XFCE desktop over VNC (loopback, password auth), optionally in the browser.")
 _sub = parser.add_subparsers(dest="command", metavar="start|stop|status|password|screenshot")
@@ -22,7 +25,7 @@ _start.add_argument("--geometry", default=None, help="screen size WIDTHxHEIGHT (
 _start.add_argument("--depth", type=int, default=None, help="colour depth 16, 24 or 32 (default: VncMagics.depth)")
 _start.add_argument("--display", default=None, help="X display :N, VNC port 5900+N (default: VncMagics.display)")
 _start.add_argument("--web", action="store_true", help="also serve noVNC, a VNC client in the browser")
-_start.add_argument("--via", default=None, help="expose through this tunnel provider (ssh, frp, cloudflared, ngrok, colab)")
+_start.add_argument("--via", default=None, help="expose through this tunnel provider: " + via_help())
 _start.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
                     "encrypted (frp, the ssh relay, ngrok tcp): the VNC password and screen cross in clear")
 _start.add_argument("--gpu", action="store_true", help="OpenGL on the NVIDIA GPU through VirtualGL (vglrun)")
@@ -45,6 +48,12 @@ class VncMagics(ColabMagicsBase):
         config=True)
     start_timeout = Float(180.0, help="Seconds each step (X server, session, web client) may take to be ready.").tag(
         config=True)
+
+    def __init__(self, shell: Any = None, tunnel_settings: Callable[[], TunnelSettings] = TunnelSettings,
+                 **kwargs: Any):
+        """``tunnel_settings`` gives ``%config TunnelMagics``' provider settings at call time (load wires it)."""
+        super().__init__(shell=shell, **kwargs)
+        self._tunnel_settings = tunnel_settings
 
     @line_magic
     def vnc(self, line: str = "") -> Any:
@@ -75,7 +84,7 @@ class VncMagics(ColabMagicsBase):
             print("no desktop is running (start one with %vnc start)")
         return desktop
 
-    def _start(self, args: Any) -> vnc.VncDesktop:
+    def _start(self, args: Any) -> VncDesktop:
         via = args.via if args.via is not None else (self.provider or None)
         config = vnc.VncConfig(
             geometry=args.geometry or self.geometry,
@@ -87,29 +96,13 @@ class VncMagics(ColabMagicsBase):
             gpu=bool(args.gpu),
             timeout=self.start_timeout,
             insecure=bool(args.insecure),
+            tunnel=self._tunnel_settings(),
         )
-        if config.via:
-            options, binary = self._tunnel_settings(config.via)
-            config = replace(config, tunnel_options=options, tunnel_binary=binary)
         desktop = vnc.start(config, progress=self.progress("VNC desktop"),
                             install_progress=self.progress("installing the desktop's packages"))
         if args.web and not config.via and environment.is_hosted_colab() and desktop.public_url:
             self._show_in_notebook(desktop.public_url)
         return desktop
-
-    def _tunnel_settings(self, via: str) -> Tuple[Dict[str, Any], Optional[str]]:
-        """Provider options and binary path from ``%config TunnelMagics`` (relay, frp server, ...)."""
-        registry = getattr(getattr(self.shell, "magics_manager", None), "registry", {}) or {}
-        tunnel_magics = registry.get("TunnelMagics")
-        if tunnel_magics is None:
-            return {}, None
-        names = {"relay": "relay", "relay_host_key": "relay_host_key", "relay_known_hosts": "relay_known_hosts",
-                 "relay_key_file": "relay_key_file", "server": "frp_server",
-                 "ca_file": "frp_ca_file", "server_name": "frp_server_name"}
-        options = {key: getattr(tunnel_magics, trait, "") for key, trait in names.items()}
-        binary = getattr(tunnel_magics, {"frp": "frpc_path", "cloudflared": "cloudflared_path",
-                                         "ngrok": "ngrok_path"}.get(via, ""), "") if via else ""
-        return {k: v for k, v in options.items() if v}, (binary or None)
 
     def _show_in_notebook(self, url: str) -> Optional[Any]:
         """On hosted Colab, the noVNC page through Colab's port proxy, inside the cell output."""

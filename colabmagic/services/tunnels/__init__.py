@@ -1,7 +1,7 @@
 """Tunnels: start, list, supervise and stop the agents that expose a loopback port.
 
-``PROVIDERS`` maps a provider name (``--via``) to the module implementing it;
-each module exposes ``PROVIDER``, an instance of a ``base.Provider`` subclass,
+``PROVIDERS`` maps a provider name (``--via``) to the module implementing it
+(both from the one registry, ``services/tunnel_registry.py``); each module exposes ``PROVIDER``, an instance of a ``base.Provider`` subclass,
 and is imported only when used. A tunnel is one supervised service named
 ``tunnel-NAME``: the keeper restarts a dead agent with capped back-off, and
 ``refresh`` notices when a restarted agent got a different public address,
@@ -19,17 +19,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...errors import BadInputError, ServiceError
 from ...system import probes, supervisor
-from .. import jupyter, sshd
+from .. import jupyter, sshd, tunnel_registry
 from . import exposure
 from .base import Provider, PublicAddress, SshAccess, Tunnel, TunnelConfig
 
-PROVIDERS: Dict[str, str] = {
-    "ssh": "colabmagic.services.tunnels.ssh",
-    "frp": "colabmagic.services.tunnels.frp",
-    "cloudflared": "colabmagic.services.tunnels.cloudflared",
-    "ngrok": "colabmagic.services.tunnels.ngrok",
-    "colab": "colabmagic.services.tunnels.colab",
-}
+PROVIDERS: Dict[str, str] = {entry.name: entry.module for entry in tunnel_registry.ENTRIES}
 
 SERVICE_PREFIX = "tunnel-"
 GROUP = "tunnel"

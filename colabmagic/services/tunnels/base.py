@@ -4,7 +4,7 @@ A provider module (ssh.py, frp.py, cloudflared.py, ngrok.py, colab.py) holds a
 class derived from ``Provider``: it turns a ``TunnelConfig`` into a
 supervised agent (``supervisor.ServiceSpec``), says when the agent is
 ready and what its public address is, and how healthy it is. Adding a
-provider is adding a file and a line in ``PROVIDERS`` (tunnels/__init__.py).
+provider is adding a file and an entry in ``services/tunnel_registry.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from ... import display
 from ...errors import ServiceError
 from ...system import supervisor
+from .. import tunnel_registry
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,12 @@ class Provider:
     """Base class for a tunnel provider (one module each)."""
 
     name: str = ""
-    protos: Tuple[str, ...] = ("tcp",)
+
+    @property
+    def protos(self) -> Tuple[str, ...]:
+        """What this provider carries (its registry entry says; "tcp" for one not listed there)."""
+        entry = tunnel_registry.entry(self.name)
+        return entry.protos if entry is not None else ("tcp",)
 
     def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
         """The supervised agent process for ``config`` (argv, env, generated config files)."""

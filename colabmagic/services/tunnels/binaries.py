@@ -28,30 +28,13 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from ...errors import ColabMagicError
 from ...system import paths
+from ..tunnel_registry import AGENTS, AgentBinary
 
 DOWNLOAD_TIMEOUT = 60.0
 
 
 class MissingBinaryError(ColabMagicError):
     """A provider binary is not installed and cannot be fetched here."""
-
-
-@dataclass(frozen=True)
-class Agent:
-    """One provider binary: its command name, the setting holding its path, where it comes from."""
-
-    command: str
-    setting: str
-    project: str  # where the user gets it by hand
-
-
-AGENTS: Dict[str, Agent] = {
-    "frpc": Agent("frpc", "TunnelMagics.frpc_path", "https://github.com/fatedier/frp/releases"),
-    "cloudflared": Agent(
-        "cloudflared", "TunnelMagics.cloudflared_path", "https://github.com/cloudflare/cloudflared/releases"
-    ),
-    "ngrok": Agent("ngrok", "TunnelMagics.ngrok_path", "https://ngrok.com/download"),
-}
 
 
 def bin_dir() -> Path:
@@ -73,10 +56,10 @@ def _executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
-def _missing(agent: Agent, why: str) -> MissingBinaryError:
+def _missing(agent: AgentBinary, why: str) -> MissingBinaryError:
     return MissingBinaryError(
         f"{agent.command} is not installed and {why}. Install it (from {agent.project}) and set "
-        f"%config {agent.setting} = '/path/to/{agent.command}'"
+        f"%config {agent.config_name} = '/path/to/{agent.command}'"
     )
 
 
@@ -102,21 +85,22 @@ def check(command: str, setting: Optional[str] = None) -> Optional[str]:
     """Like ``resolve`` but never downloads or writes: the path, None if a download would be tried,
     or MissingBinaryError (a bad setting, or missing while offline) before anything is started."""
     agent = AGENTS[command]
+    name = agent.config_name
     if setting:
         candidate = Path(setting).expanduser()
         if os.sep in setting:
             if _executable(candidate):
                 return str(candidate.resolve())
             raise MissingBinaryError(
-                f"{agent.setting} is {setting!r}, which is not an executable file; "
-                f"fix it with %config {agent.setting} = '/path/to/{agent.command}'"
+                f"{name} is {setting!r}, which is not an executable file; "
+                f"fix it with %config {name} = '/path/to/{agent.command}'"
             )
         found = shutil.which(setting)
         if found:
             return str(Path(found).resolve())
         raise MissingBinaryError(
-            f"{agent.setting} is {setting!r}, which is not on PATH; "
-            f"set it to a full path with %config {agent.setting} = '/path/to/{agent.command}'"
+            f"{name} is {setting!r}, which is not on PATH; "
+            f"set it to a full path with %config {name} = '/path/to/{agent.command}'"
         )
     local = paths.home() / "bin" / command
     if _executable(local):
@@ -192,7 +176,7 @@ def pinned(command: str) -> Tuple[Pin, str]:
         raise MissingBinaryError(
             f"{command} is not installed and colabmagic has no pinned sha256 for {command} {pin.version} on "
             f"linux-{arch}, so it does not download it; install it (from {agent.project}) and set "
-            f"%config {agent.setting} = '/path/to/{command}'"
+            f"%config {agent.config_name} = '/path/to/{command}'"
         )
     return pin, expected
 

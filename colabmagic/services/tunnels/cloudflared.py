@@ -83,7 +83,6 @@ def origin_url(config: TunnelConfig) -> str:
 
 class CloudflaredProvider(Provider):
     name = "cloudflared"
-    protos = ("http", "tcp")
 
     def validate(self, config: TunnelConfig) -> None:
         hostname = named_hostname(config)

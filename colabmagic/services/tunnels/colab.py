@@ -32,7 +32,6 @@ class NotOnColabError(ColabMagicError):
 
 class ColabProvider(Provider):
     name = "colab"
-    protos = ("http",)
 
     def validate(self, config: TunnelConfig) -> None:
         if not environment.is_hosted_colab():

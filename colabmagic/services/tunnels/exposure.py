@@ -23,18 +23,18 @@ from typing import Callable, Optional
 
 from ...errors import BadInputError
 from ...system import supervisor
+from .. import tunnel_registry
 
 # Counted by the fault suite's summary ("cleartext exposures refused").
 REFUSED = {"count": 0}
 
 
 def encrypted(via: str, proto: str) -> bool:
-    """True when the public side of a ``via`` tunnel of ``proto`` is encrypted."""
-    if via in ("cloudflared", "colab"):
-        return True
-    if via == "ngrok":
-        return proto == "http"
-    return False  # frp (tcp or an http:// vhost), the ssh relay's port: plain on the internet
+    """True when the public side of a ``via`` tunnel of ``proto`` is encrypted (the registry says).
+
+    frp (tcp or an http:// vhost) and the ssh relay's port are plain on the internet.
+    """
+    return tunnel_registry.encrypted(via, proto)
 
 
 def public_scheme(via: str, proto: str) -> str:

@@ -174,7 +174,6 @@ def render(config: TunnelConfig, token: Optional[str], admin_port: int, admin_pa
 
 class FrpProvider(Provider):
     name = "frp"
-    protos = ("tcp", "http")
 
     def validate(self, config: TunnelConfig) -> None:
         validate(config)

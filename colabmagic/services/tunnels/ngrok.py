@@ -74,7 +74,6 @@ def pyngrok_config(binary: str, path: str) -> conf.PyngrokConfig:
 
 class NgrokProvider(Provider):
     name = "ngrok"
-    protos = ("http", "tcp")
 
     def validate(self, config: TunnelConfig) -> None:
         domain = str(config.options.get("domain") or "").strip()

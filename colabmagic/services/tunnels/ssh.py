@@ -174,7 +174,6 @@ def _current_run(log: Path) -> str:
 
 class SshProvider(Provider):
     name = "ssh"
-    protos = ("tcp", "http")
 
     def validate(self, config: TunnelConfig) -> None:
         parse_relay(config.options.get("relay"))

@@ -18,17 +18,17 @@ import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ... import display as fmt
 from ...errors import BadInputError, ColabMagicError, ServiceError
 from ...system import daemon_environment, environment, installer, probes, secrets, supervisor
 from ...system.secrets import Secret, SecretLike
+from ..tunnel_registry import TunnelSettings, encrypted
 from . import components as parts
 
 PASSWORD_SECRET = "VNC_PASSWORD"
 TUNNEL_NAME = "vnc"
-HTTP_PROVIDERS = ("cloudflared", "ngrok", "colab")
 TIGERVNC_PACKAGES = ("tigervnc-standalone-server", "tigervnc-tools")
 DESKTOP_PACKAGES = ("xfce4", "xfce4-terminal", "dbus-x11", "x11-utils")
 WEB_PACKAGES = ("novnc", "websockify")
@@ -52,8 +52,7 @@ class VncConfig:
     web: bool = False
     web_port: int = 0  # 0: a free loopback port (kept across re-runs)
     via: Optional[str] = None  # tunnel provider exposing the desktop (the web page with ``web``)
-    tunnel_options: Mapping[str, Any] = field(default_factory=dict)  # relay, server, ... (see %tunnel)
-    tunnel_binary: Optional[str] = None  # the provider's binary (frpc, cloudflared, ngrok) if not the default
+    tunnel: TunnelSettings = field(default_factory=TunnelSettings)  # relay, frp server, binaries (%tunnel's)
     insecure: bool = False  # allow a tunnel whose public side is not encrypted (the password crosses in clear)
     gpu: bool = False
     timeout: float = 120.0
@@ -337,7 +336,7 @@ def _tunnel_config(config: VncConfig, via: str, port: int) -> Any:
     prov = tunnels.provider(via)
     # An http tunnel where the provider gives one without extra settings (the page and its
     # WebSocket pass through it); else a tcp one, which carries them just as well.
-    proto = "http" if (config.web and via in HTTP_PROVIDERS and "http" in prov.protos) else "tcp"
+    proto = "http" if (config.web and encrypted(via, "http") and "http" in prov.protos) else "tcp"
     # The page and RFB carry the VNC password: only over an encrypted public side (exposure.py).
     if config.web:
         tunnels.exposure.require_encrypted("the noVNC page and the VNC password", via, proto, config.insecure,
@@ -346,7 +345,7 @@ def _tunnel_config(config: VncConfig, via: str, port: int) -> Any:
         tunnels.exposure.require_encrypted("raw VNC (the password's challenge and every keystroke)", via, proto,
                                            config.insecure, tunnels.exposure.SAFE_TCP.format(port=port))
     tunnel_config = tunnels.TunnelConfig(name=TUNNEL_NAME, local_port=port, proto=proto,
-                                         options=dict(config.tunnel_options), binary=config.tunnel_binary)
+                                         options=dict(config.tunnel.options), binary=config.tunnel.binary(via))
     check = getattr(tunnels, "check", None)
     if check is not None:
         check(tunnel_config, via)
