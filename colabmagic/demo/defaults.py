@@ -216,9 +216,11 @@ def _free_display() -> int:
 
 
 def _apply(shell: Any, settings: List[str]) -> None:
-    if shell is None:  # plain Python: only offline mode applies (the magics are not loaded)
-        if "%config ColabMagicsBase.offline = True" in settings:
-            os.environ[paths.OFFLINE_ENV] = "1"
+    # The demo off Colab is offline as a whole process (its own helpers and the daemons it starts
+    # too), so it sets the environment variable; the magics' setting only reaches the services.
+    if "%config ColabMagicsBase.offline = True" in settings:
+        os.environ[paths.OFFLINE_ENV] = "1"
+    if shell is None:  # plain Python: the magics are not loaded
         return
     for line in settings:
         shell.run_line_magic("config", line.split(" ", 1)[1])

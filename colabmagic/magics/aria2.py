@@ -8,11 +8,11 @@ from typing import Any, List, Optional
 
 from IPython.core.magic import line_magic, magics_class
 from IPython.utils.process import arg_split
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import Bool, Float, Int, Unicode, default
 from traitlets import List as TList
 
 from . import shown_once
-from .base import ColabMagicsBase, help_on_demand, make_parser, subcommand_help
+from .base import ColabMagicsBase, defaults_from, help_on_demand, make_parser, subcommand_help
 
 parser = make_parser("aria2", "Download files in the background with aria2 (survives cell and kernel restarts).")
 _sub = parser.add_subparsers(dest="command", metavar="start|add|status|pause|resume|remove|trackers|rpc|stop")
@@ -91,26 +91,36 @@ class StatusWatch:
 class Aria2Magics(ColabMagicsBase):
     """``%aria2``: background downloads with aria2 (settings: ``%config Aria2Magics``)."""
 
-    download_dir = Unicode("", help="Default download folder ('' = /kaggle/working/downloads on Kaggle, /content/downloads on Colab, else ~/Downloads).").tag(config=True)
-    max_concurrent = Int(5, help="Downloads that run at the same time.").tag(config=True)
-    dht = Bool(True, help="BitTorrent DHT (always off in offline mode).").tag(config=True)
-    lpd = Bool(False, help="BitTorrent Local Peer Discovery (always off in offline mode).").tag(config=True)
-    seed_time = Float(0.0, help="Minutes to seed a finished torrent (0 = stop at once).").tag(config=True)
-    public_trackers = Bool(True, help="Add the cached public tracker list (`%aria2 trackers --update`) to torrents; never in offline mode.").tag(config=True)
-    trackers = TList(Unicode(), default_value=[], help="Extra tracker URLs added to every torrent.").tag(config=True)
+    # Defaults: Aria2Config's (services/aria2/daemon.py), read on first use.
+    download_dir = Unicode(help="Default download folder ('' = /kaggle/working/downloads on Kaggle, /content/downloads on Colab, else ~/Downloads).").tag(config=True)
+    max_concurrent = Int(help="Downloads that run at the same time.").tag(config=True)
+    dht = Bool(help="BitTorrent DHT (always off in offline mode).").tag(config=True)
+    lpd = Bool(help="BitTorrent Local Peer Discovery (always off in offline mode).").tag(config=True)
+    seed_time = Float(help="Minutes to seed a finished torrent (0 = stop at once).").tag(config=True)
+    public_trackers = Bool(help="Add the cached public tracker list (`%aria2 trackers --update`) to torrents; never in offline mode.").tag(config=True)
+    trackers = TList(Unicode(), help="Extra tracker URLs added to every torrent.").tag(config=True)
     trackers_url = Unicode(
-        "https://raw.githubusercontent.com/ngosang/trackerslist/master/trackers_best.txt",
         help="Where `%aria2 trackers --update` fetches the public tracker list.",
     ).tag(config=True)
     allow_bittorrent_on_colab = Bool(
-        False, help="Allow magnets and torrents on hosted Colab (its terms forbid P2P there).",
+        help="Allow magnets and torrents on hosted Colab (its terms forbid P2P there).",
     ).tag(config=True)
-    rpc_port = Int(0, help="RPC port on 127.0.0.1 (0 = 6800 if free, else any free port).").tag(config=True)
-    max_download_limit = Unicode("0", help="Per-download speed limit, e.g. '2M' (0 = none).").tag(config=True)
+    rpc_port = Int(help="RPC port on 127.0.0.1 (0 = 6800 if free, else any free port).").tag(config=True)
+    max_download_limit = Unicode(help="Per-download speed limit, e.g. '2M' (0 = none).").tag(config=True)
     rpc_allow_origin_all = Bool(
-        False, help="Let web UIs (AriaNg) call the RPC from any browser page (off by default: any page "
+        help="Let web UIs (AriaNg) call the RPC from any browser page (off by default: any page "
         "you open could then try the RPC; the secret still guards it).",
     ).tag(config=True)
+    locals().update(defaults_from(
+        "colabmagic.services.aria2.daemon:Aria2Config", "download_dir", "max_concurrent", "dht", "lpd", "seed_time",
+        "public_trackers", "trackers", "allow_bittorrent_on_colab", "rpc_port", "max_download_limit",
+        "rpc_allow_origin_all"))
+
+    @default("trackers_url")
+    def _default_trackers_url(self) -> str:
+        from ..services.aria2.daemon import PUBLIC_TRACKERS_URL
+
+        return PUBLIC_TRACKERS_URL
 
     def settings(self, dir: Optional[str] = None, max_concurrent: Optional[int] = None) -> Any:
         from ..services.aria2 import Aria2Config
@@ -127,6 +137,7 @@ class Aria2Magics(ColabMagicsBase):
             rpc_port=self.rpc_port,
             max_download_limit=self.max_download_limit,
             rpc_allow_origin_all=self.rpc_allow_origin_all,
+            offline=self.offline,
         )
 
     def parse_posix(self, line: str) -> Any:
@@ -187,7 +198,7 @@ class Aria2Magics(ColabMagicsBase):
         from .. import display
 
         if update:
-            found = service.update_trackers(self.trackers_url)
+            found = service.update_trackers(self.trackers_url, offline=self.offline)
             daemon = service.current()
             if daemon is not None and self.public_trackers:
                 daemon.set_trackers(list(self.trackers) + [t for t in found if t not in self.trackers])

@@ -7,21 +7,21 @@ through ``get_state``, which rebuilds it if ``%reset`` removed it.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import importlib.util
-import os
 import re
 import sys
 from types import ModuleType
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
-from traitlets import Bool, observe
+from traitlets import Bool, default
 
 from .. import display
 from ..state import ColabMagicState
-from ..system import paths
 
 STATE_NAME = "_colabmagic"
 
@@ -67,6 +67,33 @@ def ensure_state_before_cells(shell: Any) -> None:
     shell.events.register("pre_run_cell", rebuild)
 
 
+def defaults_from(config: str, *same: str, **renamed: str) -> Dict[str, Any]:
+    """Dynamic defaults for traits: each of ``same`` takes the default of the field of its name in
+    ``config``; ``trait=field`` (``renamed``) the default of ``field``.
+
+    ``config`` is a service's frozen config dataclass, ``"module:Class"``: the one
+    place each default is written. It is imported when a trait is first read
+    (``%config DriveMagics`` or the first call), so ``%load_ext`` still imports no
+    service. Use in a class body: ``locals().update(defaults_from(...))``.
+    """
+    module_name, class_name = config.split(":")
+
+    def field_default(name: str) -> Any:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        found = {f.name: f for f in dataclasses.fields(cls)}[name]
+        if found.default_factory is not dataclasses.MISSING:
+            return found.default_factory()
+        return found.default
+
+    handlers: Dict[str, Any] = {}
+    for trait, name in {**{name: name for name in same}, **renamed}.items():
+        def read(self: Any, name: str = name) -> Any:
+            return field_default(name)
+
+        handlers[f"_default_of_{trait}"] = default(trait)(read)
+    return handlers
+
+
 class ColabArgumentParser(MagicArgumentParser):
     """A magic's parser: errors are one short UsageError line, even for a huge bad value."""
 
@@ -109,20 +136,14 @@ class ColabMagicsBase(Magics):
         False,
         help="Contact nothing beyond this machine and the package registries "
         "(no DHT, LPD, public trackers, binary or key downloads). "
-        "The environment variable COLABMAGIC_OFFLINE=1 does the same.",
+        "The environment variable COLABMAGIC_OFFLINE=1 does the same. Services receive it in "
+        "their config objects.",
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         if shell is not None:
             get_state(shell)
-
-    @observe("offline")
-    def _offline_changed(self, change: Any) -> None:
-        if change["new"]:
-            os.environ[paths.OFFLINE_ENV] = "1"
-        else:
-            os.environ.pop(paths.OFFLINE_ENV, None)
 
     def parse(self, parser: MagicArgumentParser, line: str) -> Optional[Any]:
         """Parse ``line`` (None if only help was shown) and make sure the state object exists."""

@@ -26,7 +26,6 @@ _sub.add_parser("doctor", help="root or sudo, apt, free disk, GPU, hosted Colab"
 @magics_class
 class ColabMagics(ColabMagicsBase):
     """``%colabmagic``: status, stop, logs and doctor for every colabmagic service."""
-
     @line_magic
     def colabmagic(self, line: str = "") -> Any:
         args = self.parse(parser, line)
@@ -46,7 +45,7 @@ class ColabMagics(ColabMagicsBase):
         if command == "logs":
             print(core.logs(args.name, args.lines))
             return None
-        return core.doctor()
+        return core.doctor(offline=self.offline)
 
 
 help_on_demand(ColabMagics.colabmagic, parser, parser.format_help)

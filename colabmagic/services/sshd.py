@@ -190,11 +190,11 @@ def keys_from_text(text: str, where: str) -> List[str]:
     return keys
 
 
-def github_keys(user: str) -> List[str]:
+def github_keys(user: str, offline: bool = False) -> List[str]:
     """The public keys GitHub publishes for ``user`` (refused in offline mode)."""
     if not GITHUB_USER.match(user or ""):
         raise BadInputError(f"--github: not a GitHub user name: {user!r}")
-    if paths.offline():
+    if paths.offline(offline):
         raise BadInputError(
             "--github needs to fetch keys from github.com, but colabmagic is offline "
             "(COLABMAGIC_OFFLINE=1); pass the key with --key or --key-file instead"
@@ -216,6 +216,7 @@ def collect_keys(
     key_files: Sequence[str] = (),
     github: Sequence[str] = (),
     use_secret: bool = True,
+    offline: bool = False,
 ) -> Tuple[str, ...]:
     """Every authorized key the user gave, validated; the secret SSH_PUBLIC_KEY when none was."""
     found: List[str] = []
@@ -233,7 +234,7 @@ def collect_keys(
             raise BadInputError(f"--key-file: {name} is a private key; give the public one (.pub)")
         found.extend(keys_from_text(text, f"--key-file {name}"))
     for user in github:
-        found.extend(github_keys(user))
+        found.extend(github_keys(user, offline))
     if not found and use_secret:
         secret = secrets.get(PUBLIC_KEY_SECRET, prompt=False)
         if secret:

@@ -71,9 +71,13 @@ def subdir(name: str) -> Path:
     return path
 
 
-def offline() -> bool:
-    """True when nothing beyond this machine and the package registries may be contacted."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+def offline(setting: bool = False) -> bool:
+    """True when nothing beyond this machine and the package registries may be contacted.
+
+    ``setting`` is ``%config ColabMagicsBase.offline`` as a service's config object carries it;
+    the environment variable turns it on for the whole process (and the daemons it starts).
+    """
+    return setting or os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def write_file(path: Path, data: str | bytes, mode: int = 0o600) -> bool:

@@ -65,6 +65,7 @@ class Aria2Config:
     # the timer only catches what aria2 changes on its own (a finished download leaving the queue).
     save_session_interval: int = 10
     extra_options: Tuple[Tuple[str, str], ...] = ()
+    offline: bool = False  # no DHT, LPD, peer exchange or public trackers (COLABMAGIC_OFFLINE does the same)
 
 
 def default_download_dir() -> str:
@@ -124,7 +125,7 @@ def _secret() -> secrets.Secret:
 
 def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
     """Every global option except the secret, in a fixed order (so the file is stable)."""
-    offline = paths.offline()
+    offline = paths.offline(config.offline)
     bt = bittorrent_allowed(config)
     trackers = [validate.tracker(t) for t in config.trackers]
     if config.public_trackers and not offline:
@@ -627,7 +628,7 @@ def start(config: Aria2Config, progress: Optional[Progress] = None, timeout: flo
             "port": port,
             "dir": download_dir,
             "config": digest,
-            "offline": paths.offline(),
+            "offline": paths.offline(config.offline),
             "bittorrent": bittorrent_allowed(config),
         },
     )
@@ -651,7 +652,7 @@ def ensure(config: Aria2Config, progress: Optional[Progress] = None) -> Aria2:
     then it restarts so that DHT, LPD and public trackers follow them.
     """
     running = supervisor.adopt(NAME)
-    same_mode = running is not None and running.info.get("offline") == paths.offline() and (
+    same_mode = running is not None and running.info.get("offline") == paths.offline(config.offline) and (
         running.info.get("bittorrent") == bittorrent_allowed(config)
     )
     if running is not None and running.keeper_alive() and same_mode:
@@ -686,9 +687,9 @@ def stop() -> bool:
     return bool(service and service.stop())
 
 
-def update_trackers(url: str = PUBLIC_TRACKERS_URL, timeout: float = 20.0) -> List[str]:
+def update_trackers(url: str = PUBLIC_TRACKERS_URL, timeout: float = 20.0, offline: bool = False) -> List[str]:
     """Fetch a public tracker list into the cache (refused in offline mode)."""
-    if paths.offline():
+    if paths.offline(offline):
         raise BadInputError(
             "offline mode (COLABMAGIC_OFFLINE=1): public tracker lists are not fetched; "
             f"the cached list ({trackers_path()}) is used as it is"

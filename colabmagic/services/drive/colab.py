@@ -231,7 +231,7 @@ class ColabBackend:
 
     def hash_algo(self, deadline: float) -> Tuple[Optional[str], str]:
         host = urllib.parse.urlparse(self.config.drive_api_root).hostname or ""
-        if paths.offline() and host not in ("127.0.0.1", "::1", "localhost"):
+        if paths.offline(self.config.offline) and host not in ("127.0.0.1", "::1", "localhost"):
             return None, "size only (offline mode: the Drive API is not contacted)"
         creds, why = self._creds()
         if creds is None:

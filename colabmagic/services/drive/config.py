@@ -46,6 +46,7 @@ class DriveConfig:
     drive_api_root: str = "https://www.googleapis.com"
     mount_timeout: float = 120.0
     track: str = ""  # comma-separated subfolders of the mountpoint to track; "" = all of it
+    offline: bool = False  # contact no Drive API beyond loopback (COLABMAGIC_OFFLINE does the same)
 
     def resolved(self) -> DriveConfig:
         """The same settings with the defaults decided and every value checked."""
@@ -93,6 +94,7 @@ class DriveConfig:
             verify=self.verify,
             drive_api_root=self.drive_api_root.rstrip("/"),
             mount_timeout=self.mount_timeout,
+            offline=self.offline,
         )
 
     @property

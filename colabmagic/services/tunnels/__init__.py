@@ -27,6 +27,8 @@ PROVIDERS: Dict[str, str] = {entry.name: entry.module for entry in tunnel_regist
 
 SERVICE_PREFIX = "tunnel-"
 GROUP = "tunnel"
+# How long a tunnel may take to come up (TunnelMagics.timeout's default).
+START_TIMEOUT = 60.0
 # A killed agent is back within a few seconds: the keeper's back-off doubles from 0.5 s up to this.
 BACKOFF_MAX = 4.0
 HOST_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -158,7 +160,7 @@ def _record_address(service: supervisor.Service, address: PublicAddress) -> None
 def start(
     config: TunnelConfig,
     via: str,
-    timeout: float = 60.0,
+    timeout: float = START_TIMEOUT,
     announce: Announce = _print,
     extra_info: Optional[Dict[str, Any]] = None,
 ) -> Tunnel:
@@ -175,7 +177,7 @@ class TunnelLaunch:
     def __init__(self, config: TunnelConfig, via: str, prov: Provider, started: supervisor.Launch):
         self.config, self.via, self.prov, self.started = config, via, prov, started
 
-    def wait(self, timeout: float = 60.0, announce: Announce = _print) -> Tunnel:
+    def wait(self, timeout: float = START_TIMEOUT, announce: Announce = _print) -> Tunnel:
         config, via, prov = self.config, self.via, self.prov
         try:
             service = self.started.wait(timeout)
@@ -231,10 +233,11 @@ def start_ssh(
     binary: Optional[str] = None,
     name: str = "ssh",
     host_alias: str = "colabmagic",
-    timeout: float = 60.0,
+    timeout: float = START_TIMEOUT,
     progress: Optional[Callable[[float, str], None]] = None,
     announce: Announce = _print,
     folder: str = "",
+    offline: bool = False,
 ) -> Tuple[Tunnel, sshd.Sshd]:
     """``%tunnel ssh``: colabmagic's sshd (started or reused) exposed through provider ``via``.
 
@@ -245,12 +248,12 @@ def start_ssh(
         raise BadInputError(f"not a Host name for ~/.ssh/config: {host_alias!r}")
     sshd.check_user(sshd_config.user, sshd_config.password)
     probe = TunnelConfig(name=name, local_port=sshd_config.port or 22, proto="tcp",
-                         options=dict(options or {}), binary=binary)
+                         options=dict(options or {}), binary=binary, offline=offline)
     check(probe, via)
     # sshd and the agent come up side by side: the agent only forwards to sshd's port.
     pending = sshd.begin(sshd_config, progress=progress)
     config = TunnelConfig(name=name, local_port=pending.port, proto="tcp",
-                          options=dict(options or {}), binary=binary)
+                          options=dict(options or {}), binary=binary, offline=offline)
     access = {
         "user": sshd_config.user,
         "host_alias": host_alias,
@@ -286,6 +289,7 @@ def start_jupyter(
     timeout: float = 90.0,
     announce: Announce = _print,
     insecure: bool = False,
+    offline: bool = False,
 ) -> Tuple[Tunnel, jupyter.JupyterLab]:
     """``%tunnel jupyter``: JupyterLab (token auth, loopback, supervised) exposed through ``via``.
 
@@ -295,12 +299,13 @@ def start_jupyter(
     provider(via)
     exposure.require_encrypted("JupyterLab's login token", via, proto, insecure,
                                exposure.SAFE_HTTP.format(port=8888), announce)
-    check(TunnelConfig(name=name, local_port=8888, proto=proto, options=dict(options or {}), binary=binary), via)
+    check(TunnelConfig(name=name, local_port=8888, proto=proto, options=dict(options or {}), binary=binary,
+                       offline=offline), via)
     lab = jupyter.ensure(root_dir=root_dir, timeout=timeout)
     if lab.reused:
         announce(f"JupyterLab was already running on 127.0.0.1:{lab.port}: reused it")
     config = TunnelConfig(name=name, local_port=lab.port, proto=proto, options=dict(options or {}),
-                          binary=binary)
+                          binary=binary, offline=offline)
     tunnel = start(config, via, timeout=timeout, announce=announce,
                    extra_info={"stop_with": [jupyter.SERVICE]})
     return tunnel, lab

@@ -27,6 +27,7 @@ class TunnelConfig:
     proto: str = "tcp"  # "tcp" or "http"
     options: Mapping[str, Any] = field(default_factory=dict)  # provider options: relay, remote_port, server, ...
     binary: Optional[str] = None  # provider binary path setting (frpc_path, cloudflared_path, ...)
+    offline: bool = False  # the offline setting: never download the agent binary
 
 
 @dataclass(frozen=True)

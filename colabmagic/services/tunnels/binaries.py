@@ -63,13 +63,14 @@ def _missing(agent: AgentBinary, why: str) -> MissingBinaryError:
     )
 
 
-def resolve(command: str, setting: Optional[str] = None, progress: Optional[Callable[[float, str], None]] = None) -> str:
+def resolve(command: str, setting: Optional[str] = None, progress: Optional[Callable[[float, str], None]] = None,
+            offline: bool = False) -> str:
     """The absolute path of ``command`` ("frpc", "cloudflared" or "ngrok"), downloading it if allowed.
 
     ``setting`` is the user's path setting: an absolute path is used as-is
     (and must be an executable), a bare name is looked up on PATH.
     """
-    found = check(command, setting)
+    found = check(command, setting, offline)
     if found is not None:
         return found
     local = bin_dir() / command
@@ -81,7 +82,7 @@ def resolve(command: str, setting: Optional[str] = None, progress: Optional[Call
         raise _missing(AGENTS[command], f"could not be downloaded ({exc})") from exc
 
 
-def check(command: str, setting: Optional[str] = None) -> Optional[str]:
+def check(command: str, setting: Optional[str] = None, offline: bool = False) -> Optional[str]:
     """Like ``resolve`` but never downloads or writes: the path, None if a download would be tried,
     or MissingBinaryError (a bad setting, or missing while offline) before anything is started."""
     agent = AGENTS[command]
@@ -113,8 +114,8 @@ def check(command: str, setting: Optional[str] = None) -> Optional[str]:
 
         if _executable(Path(conf.DEFAULT_NGROK_PATH)):
             return conf.DEFAULT_NGROK_PATH
-    if paths.offline():
-        raise _missing(agent, "colabmagic is offline (COLABMAGIC_OFFLINE is set), so it is not downloaded")
+    if paths.offline(offline):
+        raise _missing(agent, "colabmagic is offline (COLABMAGIC_OFFLINE or the offline setting), so it is not downloaded")
     return None
 
 

@@ -96,13 +96,13 @@ class CloudflaredProvider(Provider):
                     "(Zero Trust dashboard -> Networks -> Tunnels -> your tunnel, or `cloudflared tunnel token NAME`)"
                 )
             parse_token(token, f"the secret {TOKEN_SECRET}")
-        binaries.check("cloudflared", config.binary)
+        binaries.check("cloudflared", config.binary, offline=config.offline)
 
     def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
         hostname = named_hostname(config)
         if hostname:
             return self._named_spec(config, hostname)
-        binary = binaries.resolve("cloudflared", config.binary)
+        binary = binaries.resolve("cloudflared", config.binary, offline=config.offline)
         metrics = agent.stable_port(config.name, "metrics_port")
         return supervisor.ServiceSpec(
             name=config.name,
@@ -115,7 +115,7 @@ class CloudflaredProvider(Provider):
     def _named_spec(self, config: TunnelConfig, hostname: str) -> supervisor.ServiceSpec:
         token = _token(config) or ""
         ids = parse_token(token, f"the secret {TOKEN_SECRET}")
-        binary = binaries.resolve("cloudflared", config.binary)
+        binary = binaries.resolve("cloudflared", config.binary, offline=config.offline)
         metrics = agent.stable_port(config.name, "metrics_port")
         path = agent.config_path(config.name, "tunnel-token")
         paths.write_file(path, token + "\n", mode=0o600)

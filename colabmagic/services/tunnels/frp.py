@@ -177,7 +177,7 @@ class FrpProvider(Provider):
 
     def validate(self, config: TunnelConfig) -> None:
         validate(config)
-        binaries.check("frpc", config.binary)
+        binaries.check("frpc", config.binary, offline=config.offline)
 
     def explain(self, config: TunnelConfig, error: ServiceError) -> ServiceError:
         text = "\n".join(error.details)
@@ -205,7 +205,7 @@ class FrpProvider(Provider):
     def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
         validate(config)  # bad input fails before anything is fetched or written
         warn_unverified(config)
-        binary = binaries.resolve("frpc", config.binary)
+        binary = binaries.resolve("frpc", config.binary, offline=config.offline)
         token = secrets.get("FRP_TOKEN", description="frps token (secret FRP_TOKEN; Enter for none)")
         admin_port = agent.stable_port(config.name, "admin_port")
         password = _admin_password(config.name)

@@ -86,7 +86,7 @@ class NgrokProvider(Provider):
         region = str(config.options.get("region") or "").strip()
         if region and region not in REGIONS:
             raise BadInputError(f"ngrok region must be one of {', '.join(REGIONS)}, not {region!r}")
-        binaries.check("ngrok", config.binary)
+        binaries.check("ngrok", config.binary, offline=config.offline)
 
     def spec(self, config: TunnelConfig) -> supervisor.ServiceSpec:
         self.validate(config)
@@ -97,7 +97,7 @@ class NgrokProvider(Provider):
                 "get one at https://dashboard.ngrok.com/get-started/your-authtoken"
                 + (f" ({secrets.hint('NGROK_AUTHTOKEN')})" if secrets.hint("NGROK_AUTHTOKEN") else "")
             )
-        binary = binaries.resolve("ngrok", config.binary)
+        binary = binaries.resolve("ngrok", config.binary, offline=config.offline)
         web_port = agent.stable_port(config.name, "web_port")
         data = config_data(config, token.reveal(), web_port)
         try:

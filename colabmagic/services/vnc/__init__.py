@@ -55,7 +55,8 @@ class VncConfig:
     tunnel: TunnelSettings = field(default_factory=TunnelSettings)  # relay, frp server, binaries (%tunnel's)
     insecure: bool = False  # allow a tunnel whose public side is not encrypted (the password crosses in clear)
     gpu: bool = False
-    timeout: float = 120.0
+    timeout: float = 180.0  # for each step (X server, session, web client) to be ready
+    offline: bool = False  # never download a tunnel agent (COLABMAGIC_OFFLINE does the same)
 
     def display_number(self) -> int:
         return parts.parse_display(self.display)
@@ -345,7 +346,8 @@ def _tunnel_config(config: VncConfig, via: str, port: int) -> Any:
         tunnels.exposure.require_encrypted("raw VNC (the password's challenge and every keystroke)", via, proto,
                                            config.insecure, tunnels.exposure.SAFE_TCP.format(port=port))
     tunnel_config = tunnels.TunnelConfig(name=TUNNEL_NAME, local_port=port, proto=proto,
-                                         options=dict(config.tunnel.options), binary=config.tunnel.binary(via))
+                                         options=dict(config.tunnel.options), binary=config.tunnel.binary(via),
+                                         offline=config.offline)
     check = getattr(tunnels, "check", None)
     if check is not None:
         check(tunnel_config, via)
