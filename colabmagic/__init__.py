@@ -12,25 +12,33 @@ from ._version import __version__
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register colabmagic's magics; running it again re-registers the same instances harmlessly."""
+    """Register colabmagic's magics and their event hooks (one set: a second load replaces the first)."""
     from .magics.aria2 import Aria2Magics
-    from .magics.base import ensure_state_before_cells, get_state
+    from .magics.base import get_state, unregister
     from .magics.core import ColabMagics
     from .magics.drive import DriveMagics
     from .magics.tunnel import TunnelMagics
     from .magics.vnc import VncMagics
 
+    unregister(ipython)
     tunnel = TunnelMagics(shell=ipython)
     # %vnc start --via reads %config TunnelMagics through this one method, as a plain config object.
     vnc = VncMagics(shell=ipython, tunnel_settings=tunnel.tunnel_settings)
     for magics in (ColabMagics(shell=ipython), tunnel, vnc, Aria2Magics(shell=ipython), DriveMagics(shell=ipython)):
         ipython.register_magics(magics)
     get_state(ipython)
-    ensure_state_before_cells(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Services keep running (they are meant to survive the kernel); only the magics go."""
+    """Undo exactly what loading did: the magics, their event hooks and ``_colabmagic``.
+
+    Services keep running (they are meant to survive the kernel).
+    """
+    from .magics.base import STATE_NAME, unregister
+
+    unregister(ipython)
+    ipython.user_ns.pop(STATE_NAME, None)
+    ipython.user_ns_hidden.pop(STATE_NAME, None)
 
 
-__all__ = ["__version__", "load_ipython_extension"]
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]

@@ -13,7 +13,7 @@ import importlib.util
 import re
 import sys
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
@@ -52,19 +52,6 @@ def lazy_import(name: str) -> ModuleType:
     sys.modules[name] = module
     loader.exec_module(module)
     return module
-
-
-def ensure_state_before_cells(shell: Any) -> None:
-    """Rebuild ``_colabmagic`` before each cell, so ``%reset -f`` never leaves it missing."""
-    callbacks = shell.events.callbacks["pre_run_cell"]
-    for cb in list(callbacks):
-        if getattr(cb, "__qualname__", "") == "ensure_state_before_cells.<locals>.rebuild":
-            callbacks.remove(cb)
-
-    def rebuild(*_info: Any) -> None:
-        get_state(shell)
-
-    shell.events.register("pre_run_cell", rebuild)
 
 
 def defaults_from(config: str, *same: str, **renamed: str) -> Dict[str, Any]:
@@ -142,8 +129,30 @@ class ColabMagicsBase(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
+        self._hooks: List[Tuple[str, Callable[..., None]]] = []
         if shell is not None:
             get_state(shell)
+
+    def on(self, event: str, callback: Callable[..., None]) -> None:
+        """Register an IPython event callback that ``close()`` removes again.
+
+        The very object registered is kept: IPython 7.34 wraps callbacks and finds
+        them again by identity, and each ``self.method`` access is a new object.
+        """
+        if self.shell is None:
+            return
+        self.shell.events.register(event, callback)
+        self._hooks.append((event, callback))
+
+    def close(self) -> None:
+        """Remove the event callbacks this instance registered (``unload_ipython_extension``)."""
+        shell = self.shell
+        while shell is not None and self._hooks:
+            event, callback = self._hooks.pop()
+            try:
+                shell.events.unregister(event, callback)
+            except ValueError:  # already gone (the user removed it)
+                pass
 
     def parse(self, parser: MagicArgumentParser, line: str) -> Optional[Any]:
         """Parse ``line`` (None if only help was shown) and make sure the state object exists."""
@@ -156,6 +165,24 @@ class ColabMagicsBase(Magics):
 
     def progress(self, title: str) -> display.ProgressBar:
         return display.ProgressBar(title)
+
+
+def unregister(shell: Any) -> None:
+    """Remove every colabmagic Magics instance from ``shell``: its magics, its event hooks, its
+    ``%config`` entry. Only instances of ``ColabMagicsBase`` are touched, found by type."""
+    manager = shell.magics_manager
+    for name, instance in list(manager.registry.items()):
+        if not isinstance(instance, ColabMagicsBase):
+            continue
+        instance.close()
+        del manager.registry[name]
+        for table in manager.magics.values():
+            for magic, bound in list(table.items()):
+                if getattr(bound, "__self__", None) is instance:
+                    del table[magic]
+        configurables = getattr(shell, "configurables", [])
+        if instance in configurables:
+            configurables.remove(instance)
 
 
 def subcommand_help(parsers: List[MagicArgumentParser]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from IPython.core.magic import line_magic, magics_class
 
 from ..state import status_table
-from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
+from .base import ColabMagicsBase, get_state, help_on_demand, lazy_import, make_parser
 
 core = lazy_import("colabmagic.services.core")
 
@@ -26,6 +26,15 @@ _sub.add_parser("doctor", help="root or sudo, apt, free disk, GPU, hosted Colab"
 @magics_class
 class ColabMagics(ColabMagicsBase):
     """``%colabmagic``: status, stop, logs and doctor for every colabmagic service."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        # Rebuild ``_colabmagic`` before each cell, so ``%reset -f`` never leaves it missing.
+        self.on("pre_run_cell", self._rebuild_state)
+
+    def _rebuild_state(self, *_info: Any) -> None:
+        get_state(self.shell)
+
     @line_magic
     def colabmagic(self, line: str = "") -> Any:
         args = self.parse(parser, line)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..services.sshd import Sshd
     from ..services.tunnels.base import Tunnel
 
+core = lazy_import("colabmagic.services.core")
 identity = lazy_import("colabmagic.services.identity")
 jupyter = lazy_import("colabmagic.services.jupyter")
 sshd = lazy_import("colabmagic.services.sshd")
@@ -144,25 +145,6 @@ def ssh_instructions(tunnel: Tunnel, server: Sshd, password_shown: Optional[str]
     return "\n".join(lines)
 
 
-def _watch_addresses(shell: Any) -> None:
-    """After each cell, announce any tunnel whose restarted agent got a new public address."""
-    callbacks = shell.events.callbacks["post_run_cell"]
-    for cb in list(callbacks):
-        if getattr(cb, "__qualname__", "") == "_watch_addresses.<locals>.check":
-            callbacks.remove(cb)
-
-    def check(*_info: Any) -> None:
-        if not any(supervisor.services_dir().glob("tunnel-*.json")):
-            return  # no tunnel was ever started here: do not even import the tunnel services
-        try:
-            for service in tunnels.services():
-                tunnels.refresh(service)
-        except Exception:  # never let a status check break the user's cell
-            pass
-
-    shell.events.register("post_run_cell", check)
-
-
 @magics_class
 class TunnelMagics(ColabMagicsBase):
     """``%tunnel``: SSH into this machine and expose local ports through a tunnel provider."""
@@ -198,8 +180,14 @@ class TunnelMagics(ColabMagicsBase):
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
-        if shell is not None:
-            _watch_addresses(shell)
+        self.on("post_run_cell", self._announce_new_addresses)
+
+    def _announce_new_addresses(self, *_info: Any) -> None:
+        """After each cell, announce any tunnel whose restarted agent got a new public address."""
+        try:
+            core.announce_new_tunnel_addresses()
+        except Exception:  # never let a status check break the user's cell
+            pass
 
     def tunnel_settings(self) -> tunnel_registry.TunnelSettings:
         """The ``%config TunnelMagics`` settings another service needs to open a tunnel (``%vnc --via``)."""

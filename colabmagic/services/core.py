@@ -94,3 +94,15 @@ def logs(name: str, lines: int = 40) -> str:
 
     return "\n".join(log_tail(path, lines))
 
+
+def announce_new_tunnel_addresses() -> None:
+    """Print any tunnel whose restarted agent got a new public address (run after each cell).
+
+    Cheap when no tunnel was ever started here: the tunnel services are not even imported.
+    """
+    if not any(supervisor.services_dir().glob("tunnel-*.json")):
+        return
+    from . import tunnels
+
+    for service in tunnels.services():
+        tunnels.refresh(service)

@@ -60,3 +60,35 @@ def test_doctor_reports_the_machine(ip):
         assert check in text
     assert "running as root" in text or "sudo" in text
     assert "generic Linux" in text  # this machine is not hosted Colab
+
+
+def _ours(ip) -> dict:
+    """What colabmagic put into the shell: magics, event hooks, %config entries, the state object."""
+    from colabmagic.magics.base import ColabMagicsBase
+
+    def mine(fn) -> bool:
+        fn = getattr(fn, "__wrapped__", fn)  # IPython 7.34 wraps callbacks
+        return isinstance(getattr(fn, "__self__", None), ColabMagicsBase)
+
+    return {
+        "magics": sorted(name for table in ip.magics_manager.magics.values()
+                         for name, fn in table.items() if mine(fn)),
+        "hooks": sorted(event for event, callbacks in ip.events.callbacks.items() for cb in callbacks if mine(cb)),
+        "configurables": sorted(type(c).__name__ for c in ip.configurables if isinstance(c, ColabMagicsBase)),
+        "state": "_colabmagic" in ip.user_ns,
+    }
+
+
+def test_load_unload_load_leaves_exactly_one_set(ip):
+    loaded = _ours(ip)
+    assert {"tunnel", "vnc", "aria2", "drive_sync", "colabmagic"} <= set(loaded["magics"])
+    assert loaded["hooks"] == ["post_run_cell", "pre_run_cell"]
+    assert len(loaded["configurables"]) == len(set(loaded["configurables"])) == 5
+    ip.cell("%unload_ext colabmagic")
+    assert _ours(ip) == {"magics": [], "hooks": [], "configurables": [], "state": False}
+    assert ip.cell("%tunnel list", check=False).error is not None  # the magic is really gone
+    ip.cell("%load_ext colabmagic")
+    assert _ours(ip) == loaded
+    ip.cell("%reload_ext colabmagic")
+    assert _ours(ip) == loaded
+    assert "no tunnels running" in str(ip.cell("%tunnel list").value)
