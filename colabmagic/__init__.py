@@ -24,7 +24,10 @@ def load_ipython_extension(ipython: Any) -> None:
     tunnel = TunnelMagics(shell=ipython)
     # %vnc start --via reads %config TunnelMagics through this one method, as a plain config object.
     vnc = VncMagics(shell=ipython, tunnel_settings=tunnel.tunnel_settings)
-    for magics in (ColabMagics(shell=ipython), tunnel, vnc, Aria2Magics(shell=ipython), DriveMagics(shell=ipython)):
+    drive = DriveMagics(shell=ipython)
+    # %colabmagic status shows the Drive mount of %config DriveMagics.mountpoint.
+    status = ColabMagics(shell=ipython, drive_mountpoints=lambda: [drive.mountpoint] if drive.mountpoint else [])
+    for magics in (status, tunnel, vnc, Aria2Magics(shell=ipython), drive):
         ipython.register_magics(magics)
     get_state(ipython)
 

@@ -176,3 +176,62 @@ def human_seconds(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+# --- texts of the tunnel layer's value objects ------------------------------------------------
+
+QUICK_TUNNEL_NOTE = (
+    "note: this is a cloudflared quick tunnel: its address changes with every new runtime and agent restart. "
+    "For a fixed one, use a named tunnel: the secret CLOUDFLARE_TUNNEL_TOKEN and --hostname HOST "
+    "(with --identity PATH to keep both)."
+)
+
+
+def is_quick_tunnel(tunnel: Any) -> bool:
+    """A cloudflared quick tunnel (``*.trycloudflare.com``): its address changes with each start."""
+    return tunnel.provider == "cloudflared" and (tunnel.public_host or "").endswith(".trycloudflare.com")
+
+
+def ssh_instructions(tunnel: Any, fingerprint: str, password_shown: Optional[str] = None) -> str:
+    """What to paste on the client for an ssh ``Tunnel``: known_hosts line, Host block, commands."""
+    assert tunnel.ssh is not None
+    alias = tunnel.ssh.host_alias
+    lines = [
+        f"SSH to this machine via {tunnel.provider}: {tunnel.public_host}:{tunnel.public_port} "
+        f"(host key {fingerprint})",
+        "",
+        "1. Append to ~/.ssh/known_hosts (pins this machine's host key):",
+        tunnel.known_hosts_line(),
+        "",
+        "2. Append to ~/.ssh/config:",
+        tunnel.ssh_config().rstrip("\n"),
+        "",
+        f"Then: ssh {alias}",
+        f"   VS Code: Remote-SSH: Connect to Host... -> {alias} (it reads the same ~/.ssh/config)",
+        f"   VS Code in one click (after steps 1 and 2): {tunnel.vscode_url()}",
+        f"   one line: {tunnel.ssh_command()}",
+        f"   VNC (%vnc start) through it: ssh -L 5901:localhost:5901 -N {alias}",
+        f"      one line: {tunnel.ssh_command('-L', '5901:localhost:5901', '-N')}",
+    ]
+    if tunnel.relay:
+        user_host, _, relay_port = tunnel.relay.rpartition(":")
+        lines += [
+            "",
+            f"The relay must let clients reach port {tunnel.public_port} (GatewayPorts yes or clientspecified "
+            "in its sshd_config). If it keeps the default (no), go through the relay instead:",
+            f"   ssh -J {user_host}:{relay_port} -o HostKeyAlias={tunnel.ssh.host_key_alias} "
+            f"-p {tunnel.public_port} {tunnel.ssh.user}@localhost",
+        ]
+    if is_quick_tunnel(tunnel):
+        lines += ["", QUICK_TUNNEL_NOTE]
+    if password_shown:
+        lines += ["", f"Password for {tunnel.ssh.user} (shown this once because you asked; "
+                      f"key login still works): {password_shown}"]
+    return "\n".join(lines)
+
+
+def relay_login_key_note(tunnel: Any) -> Optional[str]:
+    """The line asking the user to authorize colabmagic's own relay login key, if it has one."""
+    if not tunnel.relay_login_key:
+        return None
+    return f"colabmagic logs in to the relay with its own key; authorize it there:\n{tunnel.relay_login_key}"

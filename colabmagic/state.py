@@ -60,7 +60,8 @@ def status_table(drive_mountpoints: Sequence[str] = ()) -> display.Table:
     for svc in supervisor.running():
         info = svc.info
         address = info.get("address", "")
-        public = info.get("public_url") or info.get("public", "")
+        host = info.get("public_host")
+        public = info.get("public_url") or (f"{host}:{info.get('public_port')}" if host else "")
         rows.append(
             [
                 svc.name,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, List
 
 from IPython.core.magic import line_magic, magics_class
 
@@ -27,8 +27,10 @@ _sub.add_parser("doctor", help="root or sudo, apt, free disk, GPU, hosted Colab"
 class ColabMagics(ColabMagicsBase):
     """``%colabmagic``: status, stop, logs and doctor for every colabmagic service."""
 
-    def __init__(self, shell: Any = None, **kwargs: Any):
+    def __init__(self, shell: Any = None, drive_mountpoints: Callable[[], List[str]] = list, **kwargs: Any):
+        """``drive_mountpoints`` gives ``%config DriveMagics.mountpoint`` for the status table (load wires it)."""
         super().__init__(shell=shell, **kwargs)
+        self._drive_mountpoints = drive_mountpoints
         # Rebuild ``_colabmagic`` before each cell, so ``%reset -f`` never leaves it missing.
         self.on("pre_run_cell", self._rebuild_state)
 
@@ -42,9 +44,7 @@ class ColabMagics(ColabMagicsBase):
             return None
         command = args.command or "status"
         if command == "status":
-            drive_magics = self.shell.magics_manager.registry.get("DriveMagics") if self.shell else None
-            mountpoint = getattr(drive_magics, "mountpoint", "")
-            return status_table(drive_mountpoints=[mountpoint] if mountpoint else [])
+            return status_table(drive_mountpoints=self._drive_mountpoints())
         if command == "stop":
             if not args.name and not args.all_services:
                 parser.error("stop needs a service name or --all")

@@ -21,16 +21,10 @@ from ..services import tunnel_registry
 from . import shown_once
 from .base import ColabMagicsBase, defaults_from, help_on_demand, lazy_import, make_parser
 
-# Loaded on first use, so %load_ext does not pay for the supervisor's imports.
-environment = lazy_import("colabmagic.system.environment")
-probes = lazy_import("colabmagic.system.probes")
-secrets = lazy_import("colabmagic.system.secrets")
-supervisor = lazy_import("colabmagic.system.supervisor")
-
 if TYPE_CHECKING:
-    from ..services.sshd import Sshd
     from ..services.tunnels.base import Tunnel
 
+# Loaded on first use, so %load_ext does not pay for the services' imports.
 core = lazy_import("colabmagic.services.core")
 identity = lazy_import("colabmagic.services.identity")
 jupyter = lazy_import("colabmagic.services.jupyter")
@@ -97,52 +91,6 @@ port_parser.add_argument("--proto", choices=["http", "tcp"], default="http")
 port_parser.add_argument("--force", action="store_true", help="expose even one of colabmagic's control ports "
                          "(aria2 RPC, rclone rc, raw VNC, noVNC, JupyterLab)")
 _provider_options(port_parser)
-
-
-QUICK_TUNNEL_NOTE = (
-    "note: this is a cloudflared quick tunnel: its address changes with every new runtime and agent restart. "
-    "For a fixed one, use a named tunnel: the secret CLOUDFLARE_TUNNEL_TOKEN and --hostname HOST "
-    "(with --identity PATH to keep both)."
-)
-
-
-def ssh_instructions(tunnel: Tunnel, server: Sshd, password_shown: Optional[str],
-                     relay: Optional[str] = None) -> str:
-    """What to paste on the client: known_hosts line, Host block, commands."""
-    assert tunnel.ssh is not None
-    alias = tunnel.ssh.host_alias
-    lines = [
-        f"SSH to this machine via {tunnel.provider}: {tunnel.public_host}:{tunnel.public_port} "
-        f"(host key {server.fingerprint})",
-        "",
-        "1. Append to ~/.ssh/known_hosts (pins this machine's host key):",
-        tunnel.known_hosts_line(),
-        "",
-        "2. Append to ~/.ssh/config:",
-        tunnel.ssh_config().rstrip("\n"),
-        "",
-        f"Then: ssh {alias}",
-        f"   VS Code: Remote-SSH: Connect to Host... -> {alias} (it reads the same ~/.ssh/config)",
-        f"   VS Code in one click (after steps 1 and 2): {tunnel.vscode_url()}",
-        f"   one line: {tunnel.ssh_command()}",
-        f"   VNC (%vnc start) through it: ssh -L 5901:localhost:5901 -N {alias}",
-        f"      one line: {tunnel.ssh_command('-L', '5901:localhost:5901', '-N')}",
-    ]
-    if relay:
-        user_host, _, relay_port = relay.rpartition(":")
-        lines += [
-            "",
-            f"The relay must let clients reach port {tunnel.public_port} (GatewayPorts yes or clientspecified "
-            "in its sshd_config). If it keeps the default (no), go through the relay instead:",
-            f"   ssh -J {user_host}:{relay_port} -o HostKeyAlias={tunnel.ssh.host_key_alias} "
-            f"-p {tunnel.public_port} {tunnel.ssh.user}@localhost",
-        ]
-    if tunnel.provider == "cloudflared" and tunnel.public_host and tunnel.public_host.endswith(".trycloudflare.com"):
-        lines += ["", QUICK_TUNNEL_NOTE]
-    if password_shown:
-        lines += ["", f"Password for {server.user} (shown this once because you asked; "
-                      f"key login still works): {password_shown}"]
-    return "\n".join(lines)
 
 
 @magics_class
@@ -219,10 +167,9 @@ class TunnelMagics(ColabMagicsBase):
         return {k: v for k, v in values.items() if v not in (None, "")}
 
     def _announce_login_key(self, tunnel: Tunnel) -> None:
-        svc = supervisor.adopt(tunnels.service_name(tunnel.name))
-        key = svc.info.get("relay_login_key") if svc else None
-        if key:
-            print(f"colabmagic logs in to the relay with its own key; authorize it there:\n{key}")
+        note = display.relay_login_key_note(tunnel)
+        if note:
+            print(note)
 
     def _parse(self, chosen: MagicArgumentParser, words: List[str]) -> Optional[Any]:
         """Parse shell-style words (quotes removed, so --key 'ssh-ed25519 AAA... me' is one value)."""
@@ -294,9 +241,7 @@ class TunnelMagics(ColabMagicsBase):
         identity.remember(plan, via, server.port, tunnel.public_port)
         self._announce_login_key(tunnel)
         shown = server.password.reveal() if (args.password and server.password) else None
-        record = supervisor.adopt(tunnels.service_name(tunnel.name))
-        relay = record.info.get("relay") if (record and tunnel.provider == "ssh") else None
-        print(ssh_instructions(tunnel, server, None, relay))
+        print(display.ssh_instructions(tunnel, server.fingerprint))
         url = tunnel.vscode_url()
         if url and display.in_notebook():
             from IPython.display import HTML
@@ -306,10 +251,11 @@ class TunnelMagics(ColabMagicsBase):
         if shown:
             shown_once.show_secret(
                 self.shell, f"Password for {server.user} (shown this once because you asked; key login still works): "
-                f"{shown}", again=f"it is kept in {secrets.secret_path(sshd.PASSWORD_SECRET)} (mode 0600) while sshd "
+                f"{shown}", again=f"it is kept in {sshd.password_file()} (mode 0600) while sshd "
                 "runs; `%tunnel ssh ... --password` again makes a new one")
-        if environment.is_hosted_colab():
-            print("\n" + environment.COLAB_TERMS)
+        terms = core.hosted_colab_terms()
+        if terms:
+            print("\n" + terms)
         return tunnel
 
     def _expose(self, args: Any) -> Tunnel:
@@ -325,9 +271,9 @@ class TunnelMagics(ColabMagicsBase):
         self._announce_login_key(tunnel)
         where = tunnel.public_url or f"{tunnel.public_host}:{tunnel.public_port}"
         print(f"127.0.0.1:{port} is reachable at {where} (via {via})")
-        if via == "cloudflared" and (tunnel.public_host or "").endswith(".trycloudflare.com"):
-            print(QUICK_TUNNEL_NOTE)
-        if not probes.port_open(port):
+        if display.is_quick_tunnel(tunnel):
+            print(display.QUICK_TUNNEL_NOTE)
+        if tunnels.nothing_listens(port):
             print(f"note: nothing listens on 127.0.0.1:{port} yet; the tunnel forwards to it once something does")
         return tunnel
 

@@ -11,8 +11,7 @@ from ..services.tunnel_registry import TunnelSettings, via_help
 from . import shown_once
 from .base import ColabMagicsBase, defaults_from, help_on_demand, lazy_import, make_parser
 
-environment = lazy_import("colabmagic.system.environment")
-
+core = lazy_import("colabmagic.services.core")
 vnc = lazy_import("colabmagic.services.vnc")
 
 if TYPE_CHECKING:
@@ -104,7 +103,7 @@ class VncMagics(ColabMagicsBase):
         )
         desktop = vnc.start(config, progress=self.progress("VNC desktop"),
                             install_progress=self.progress("installing the desktop's packages"))
-        if args.web and not config.via and environment.is_hosted_colab() and desktop.public_url:
+        if args.web and not config.via and core.on_hosted_colab() and desktop.public_url:
             self._show_in_notebook(desktop.public_url)
         return desktop
 

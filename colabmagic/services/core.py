@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from typing import List
+from typing import List, Optional
 
 from .. import display
 from ..errors import BadInputError
@@ -106,3 +106,12 @@ def announce_new_tunnel_addresses() -> None:
 
     for service in tunnels.services():
         tunnels.refresh(service)
+
+
+def on_hosted_colab() -> bool:
+    return environment.is_hosted_colab()
+
+
+def hosted_colab_terms() -> Optional[str]:
+    """Colab's terms on remote access, when running on hosted Colab (printed after ``%tunnel ssh``)."""
+    return environment.COLAB_TERMS if environment.is_hosted_colab() else None

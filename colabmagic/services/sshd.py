@@ -526,6 +526,11 @@ def _set_password(user: str) -> secrets.Secret:
     return password
 
 
+def password_file() -> Path:
+    """Where the generated password is kept (mode 0600) while sshd runs."""
+    return secrets.secret_path(PASSWORD_SECRET)
+
+
 def _saved_password_state() -> Optional[Dict[str, str]]:
     import json
 

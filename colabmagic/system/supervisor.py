@@ -155,7 +155,6 @@ class Service:
         """Add facts (a public address, say) to the record; readers see them at once."""
         rec = self.record()
         rec.setdefault("spec", {}).setdefault("info", {}).update(facts)
-        rec.setdefault("extra", {}).update(facts)
         paths.write_file(self.record_path, json.dumps(rec, indent=1, sort_keys=True))
 
     @property

@@ -21,12 +21,12 @@ from ...errors import BadInputError, ServiceError
 from ...system import probes, supervisor
 from .. import jupyter, sshd, tunnel_registry
 from . import exposure
-from .base import Provider, PublicAddress, SshAccess, Tunnel, TunnelConfig
+from .base import Provider, PublicAddress, SshAccess, Tunnel, TunnelConfig, TunnelRecord
 
 PROVIDERS: Dict[str, str] = {entry.name: entry.module for entry in tunnel_registry.ENTRIES}
 
 SERVICE_PREFIX = "tunnel-"
-GROUP = "tunnel"
+GROUP = TunnelRecord.GROUP
 # How long a tunnel may take to come up (TunnelMagics.timeout's default).
 START_TIMEOUT = 60.0
 # A killed agent is back within a few seconds: the keeper's back-off doubles from 0.5 s up to this.
@@ -79,82 +79,65 @@ def service_name(name: str) -> str:
     return SERVICE_PREFIX + name
 
 
-def _config_to_info(config: TunnelConfig, provider_name: str) -> Dict[str, Any]:
-    return {
-        "kind": "tunnel",
-        "group": GROUP,
-        "tunnel": config.name,
-        "provider": provider_name,
-        "local_port": config.local_port,
-        "proto": config.proto,
-        "options": dict(config.options),
-        "binary": config.binary,
-        "address": f"127.0.0.1:{config.local_port}",
-    }
+def record_of(service: supervisor.Service) -> Optional[TunnelRecord]:
+    """The typed tunnel record of ``service``, None if it is not a tunnel."""
+    return TunnelRecord.from_info(service.info, service.name[len(SERVICE_PREFIX):])
 
 
-def _config_from_info(info: Dict[str, Any]) -> TunnelConfig:
-    return TunnelConfig(
-        name=str(info.get("tunnel", "")),
-        local_port=int(info.get("local_port", 0)),
-        proto=str(info.get("proto", "tcp")),
-        options=dict(info.get("options") or {}),
-        binary=info.get("binary"),
-    )
-
-
-def _tunnel(service: supervisor.Service, info: Optional[Dict[str, Any]] = None) -> Tunnel:
-    info = info if info is not None else service.info
+def _tunnel(service: supervisor.Service, record: Optional[TunnelRecord] = None) -> Tunnel:
+    record = record or record_of(service) or TunnelRecord(service.name[len(SERVICE_PREFIX):], "", 0)
     status = service.status
     try:
-        status = provider(str(info.get("provider"))).health(service)
+        status = provider(record.provider).health(service)
     except Exception:
         pass
     return Tunnel(
-        name=str(info.get("tunnel", service.name[len(SERVICE_PREFIX):])),
-        provider=str(info.get("provider", "")),
-        local_port=int(info.get("local_port", 0)),
-        public_host=info.get("public_host"),
-        public_port=info.get("public_port"),
-        public_url=info.get("public_url"),
+        name=record.tunnel,
+        provider=record.provider,
+        local_port=record.local_port,
+        public_host=record.address.host,
+        public_port=record.address.port,
+        public_url=record.address.url,
         status=status,
         pid=service.pid,
         restarts=service.restarts,
-        proto=str(info.get("proto", "tcp")),
-        ssh=_ssh_access(info),
+        proto=record.proto,
+        ssh=_ssh_access(record),
+        relay=record.relay if record.provider == "ssh" else None,
+        relay_login_key=record.relay_login_key,
     )
 
 
-def _ssh_access(info: Dict[str, Any]) -> Optional[SshAccess]:
-    access = info.get("ssh_access")
-    if not isinstance(access, dict) or not info.get("public_host"):
+def _ssh_access(record: TunnelRecord) -> Optional[SshAccess]:
+    access = record.ssh_access
+    if not access or not record.address.host:
         return None
     options: Dict[str, str] = {}
     try:
-        address = PublicAddress(info.get("public_host"), info.get("public_port"), info.get("public_url"))
-        options = dict(provider(str(info.get("provider"))).ssh_options(_config_from_info(info), address))
+        options = dict(provider(record.provider).ssh_options(record.config(), record.address))
     except Exception:
         pass
     return SshAccess(
-        user=str(access.get("user", "root")),
-        host_alias=str(access.get("host_alias", "colabmagic")),
-        host_key_alias=str(access.get("host_key_alias", "")),
-        known_hosts_line=str(access.get("known_hosts_line", "")),
-        fingerprint=str(access.get("fingerprint", "")),
+        user=access.get("user", "root"),
+        host_alias=access.get("host_alias", "colabmagic"),
+        host_key_alias=access.get("host_key_alias", ""),
+        known_hosts_line=access.get("known_hosts_line", ""),
+        fingerprint=access.get("fingerprint", ""),
         options=options,
-        folder=str(access.get("folder", "")),
+        folder=access.get("folder", ""),
     )
+
+
+def public_address(service: supervisor.Service) -> str:
+    """The tunnel's public address as shown: its URL, else host:port ("" before it has one)."""
+    record = record_of(service)
+    return record.address.shown() if record else ""
 
 
 def _record_address(service: supervisor.Service, address: PublicAddress) -> None:
-    public = address.url or (f"{address.host}:{address.port}" if address.host else "")
-    service.update_info(
-        public_host=address.host,
-        public_port=address.port,
-        public_url=address.url,
-        public=public,
-        agent_pid=service.pid,
-    )
+    record = record_of(service)
+    if record is not None:
+        service.update_info(**record.with_address(address, service.pid).to_info())
 
 
 def start(
@@ -162,13 +145,13 @@ def start(
     via: str,
     timeout: float = START_TIMEOUT,
     announce: Announce = _print,
-    extra_info: Optional[Dict[str, Any]] = None,
+    facts: Optional[Dict[str, Any]] = None,
 ) -> Tunnel:
     """Expose ``config.local_port`` through provider ``via``; reuse an identical running tunnel.
 
     Returns the ``Tunnel`` once the agent is ready and its public address known.
     """
-    return launch(config, via, extra_info).wait(timeout, announce)
+    return launch(config, via, facts).wait(timeout, announce)
 
 
 class TunnelLaunch:
@@ -183,7 +166,7 @@ class TunnelLaunch:
             service = self.started.wait(timeout)
         except ServiceError as exc:
             raise prov.explain(config, exc) from None
-        previous = service.info.get("public")
+        previous = public_address(service)
         address = prov.address(config, service)
         if not (address.host or address.url):
             details = service.log_tail()
@@ -194,21 +177,23 @@ class TunnelLaunch:
         tunnel = _tunnel(service)
         if service.reused:
             announce(f"tunnel {config.name!r} via {via} was already running: reused it")
-            if previous and previous != service.info.get("public"):
-                announce(f"tunnel {config.name!r} has a new public address: {service.info.get('public')}")
+            if previous and previous != public_address(service):
+                announce(f"tunnel {config.name!r} has a new public address: {public_address(service)}")
         return tunnel
 
     def abort(self) -> None:
         self.started.abort()
 
 
-def launch(config: TunnelConfig, via: str, extra_info: Optional[Dict[str, Any]] = None) -> TunnelLaunch:
-    """Start the agent for ``config`` through ``via`` without waiting for it (see ``start``)."""
+def launch(config: TunnelConfig, via: str, facts: Optional[Dict[str, Any]] = None) -> TunnelLaunch:
+    """Start the agent for ``config`` through ``via`` without waiting for it (see ``start``).
+
+    ``facts`` are further TunnelRecord fields (ssh_access, stop_with).
+    """
     prov = check(config, via)
     agent = prov.spec(config)
-    info = dict(agent.info)
-    info.update(_config_to_info(config, via))
-    info.update(extra_info or {})
+    info = dict(agent.info)  # the provider's own facts (its API port, config file, relay)
+    info.update(TunnelRecord.of(config, via, **(facts or {})).to_info())
     spec = supervisor.ServiceSpec(
         name=service_name(config.name),
         argv=list(agent.argv),
@@ -263,7 +248,7 @@ def start_ssh(
         "folder": folder,
     }
     try:
-        agent = launch(config, via, extra_info={"ssh_access": access, "group": GROUP})
+        agent = launch(config, via, facts={"ssh_access": access})
     except BaseException:
         pending.abort()
         raise
@@ -307,7 +292,7 @@ def start_jupyter(
     config = TunnelConfig(name=name, local_port=lab.port, proto=proto, options=dict(options or {}),
                           binary=binary, offline=offline)
     tunnel = start(config, via, timeout=timeout, announce=announce,
-                   extra_info={"stop_with": [jupyter.SERVICE]})
+                   facts={"stop_with": (jupyter.SERVICE,)})
     return tunnel, lab
 
 
@@ -329,13 +314,13 @@ def refresh(service: supervisor.Service, announce: Announce = _print) -> Optiona
 
     Returns the new public address when it changed.
     """
-    info = service.info
+    record = record_of(service)
     pid = service.pid
-    if pid is None or info.get("agent_pid") == pid:
+    if record is None or pid is None or record.agent_pid == pid:
         return None
     try:
-        prov = provider(str(info.get("provider")))
-        config = _config_from_info(info)
+        prov = provider(record.provider)
+        config = record.config()
         if not prov.ready(config, service):
             return None
         address = prov.address(config, service)
@@ -343,18 +328,17 @@ def refresh(service: supervisor.Service, announce: Announce = _print) -> Optiona
         return None
     if not (address.host or address.url):
         return None
-    old = info.get("public")
+    old = record.address.shown()
     _record_address(service, address)
-    new = service.info.get("public")
+    new = public_address(service)
     if new != old:
-        announce(f"tunnel {info.get('tunnel')!r} ({info.get('provider')}) has a new public address: {new}")
-        return str(new)
+        announce(f"tunnel {record.tunnel!r} ({record.provider}) has a new public address: {new}")
+        return new
     return None
 
 
 def services() -> List[supervisor.Service]:
-    return [s for s in supervisor.running() if s.name.startswith(SERVICE_PREFIX)
-            and s.info.get("kind") == "tunnel"]
+    return [s for s in supervisor.running() if s.name.startswith(SERVICE_PREFIX) and record_of(s) is not None]
 
 
 def list_tunnels(announce: Announce = _print) -> List[Tunnel]:
@@ -368,9 +352,10 @@ def list_tunnels(announce: Announce = _print) -> List[Tunnel]:
 
 def get(name: str) -> Optional[Tunnel]:
     service = supervisor.adopt(service_name(name))
-    if service is None or service.info.get("kind") != "tunnel":
+    record = record_of(service) if service is not None else None
+    if service is None or record is None:
         return None
-    return _tunnel(service)
+    return _tunnel(service, record)
 
 
 def stop(name: str) -> bool:
@@ -379,13 +364,14 @@ def stop(name: str) -> bool:
     service = supervisor.adopt(service_name(name))
     if service is None:
         return False
-    info = service.info
+    record = record_of(service)
     ran = service.stop()
-    for extra in info.get("stop_with") or []:
-        other = supervisor.adopt(str(extra))
+    for extra in record.stop_with if record else ():
+        other = supervisor.adopt(extra)
         if other is not None:
             other.stop()
-    if info.get("ssh_access") and not any(s.info.get("ssh_access") for s in services()):
+    others = [r for r in (record_of(s) for s in services()) if r is not None]
+    if record and record.ssh_access and not any(r.ssh_access for r in others):
         sshd.stop()
     return ran
 
@@ -394,12 +380,18 @@ def stop_all() -> List[str]:
     """Stop every tunnel, then colabmagic's sshd and JupyterLab if still running."""
     stopped = []
     for service in sorted(services(), key=lambda s: s.started_at, reverse=True):
-        name = str(service.info.get("tunnel", service.name))
+        record = record_of(service)
+        name = record.tunnel if record else service.name
         if stop(name):
             stopped.append(name)
     for extra in (sshd.stop, jupyter.stop):
         extra()
     return stopped
+
+
+def nothing_listens(port: int) -> bool:
+    """True when no program listens on 127.0.0.1:``port`` yet (a tunnel to it forwards once one does)."""
+    return not probes.port_open(port)
 
 
 def wait_public(name: str, timeout: float = 30.0) -> bool:
@@ -408,8 +400,8 @@ def wait_public(name: str, timeout: float = 30.0) -> bool:
         service = supervisor.adopt(service_name(name))
         if service is None or service.pid is None:
             return False
-        info = service.info
-        return provider(str(info.get("provider"))).ready(_config_from_info(info), service)
+        record = record_of(service)
+        return record is not None and provider(record.provider).ready(record.config(), service)
 
     return probes.wait_for(up, timeout, interval=0.2)
 

@@ -9,7 +9,7 @@ provider is adding a file and an entry in ``services/tunnel_registry.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ... import display
@@ -35,6 +35,84 @@ class PublicAddress:
     host: Optional[str] = None
     port: Optional[int] = None
     url: Optional[str] = None
+
+    def shown(self) -> str:
+        """The address as the user sees it: the URL, else host:port ("" before there is one)."""
+        return self.url or (f"{self.host}:{self.port}" if self.host else "")
+
+
+@dataclass(frozen=True)
+class TunnelRecord:
+    """What a tunnel's supervisor record says (``Service.info``), typed; it writes and reads itself.
+
+    Written at launch (``to_info``), completed with the public address once the agent
+    has one, and read back by every later call and kernel (``from_info``). A provider
+    may add facts of its own to the same record (its agent's API port, config file);
+    those stay the provider's to read.
+    """
+
+    KIND = "tunnel"
+    GROUP = "tunnel"
+
+    tunnel: str  # the tunnel's name
+    provider: str
+    local_port: int
+    proto: str = "tcp"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    binary: Optional[str] = None
+    ssh_access: Optional[Mapping[str, str]] = None  # %tunnel ssh: how clients log in (see SshAccess)
+    stop_with: Tuple[str, ...] = ()  # services that only this tunnel used (its JupyterLab)
+    address: PublicAddress = field(default_factory=PublicAddress)
+    agent_pid: Optional[int] = None  # the agent the address was read from (a restart changes it)
+    relay: Optional[str] = None  # ssh provider: user@host:port
+    relay_login_key: Optional[str] = None  # ssh provider: colabmagic's public key for the relay
+
+    @classmethod
+    def of(cls, config: TunnelConfig, provider: str, **facts: Any) -> TunnelRecord:
+        return cls(tunnel=config.name, provider=provider, local_port=config.local_port, proto=config.proto,
+                   options=dict(config.options), binary=config.binary, **facts)
+
+    def config(self) -> TunnelConfig:
+        return TunnelConfig(name=self.tunnel, local_port=self.local_port, proto=self.proto,
+                            options=dict(self.options), binary=self.binary)
+
+    def with_address(self, address: PublicAddress, agent_pid: Optional[int]) -> TunnelRecord:
+        return replace(self, address=address, agent_pid=agent_pid)
+
+    def to_info(self) -> Dict[str, Any]:
+        info: Dict[str, Any] = {
+            "kind": self.KIND, "group": self.GROUP, "tunnel": self.tunnel, "provider": self.provider,
+            "local_port": self.local_port, "proto": self.proto, "options": dict(self.options),
+            "binary": self.binary, "address": f"127.0.0.1:{self.local_port}",
+            "public_host": self.address.host, "public_port": self.address.port, "public_url": self.address.url,
+            "agent_pid": self.agent_pid, "stop_with": list(self.stop_with),
+        }
+        optional = {"ssh_access": dict(self.ssh_access) if self.ssh_access else None, "relay": self.relay,
+                    "relay_login_key": self.relay_login_key}
+        info.update({k: v for k, v in optional.items() if v})
+        return info
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, Any], name: str = "") -> Optional[TunnelRecord]:
+        """The record in ``info``, or None when it is not a tunnel's."""
+        if info.get("kind") != cls.KIND:
+            return None
+        access = info.get("ssh_access")
+        port = info.get("public_port")
+        return cls(
+            tunnel=str(info.get("tunnel") or name),
+            provider=str(info.get("provider", "")),
+            local_port=int(info.get("local_port", 0)),
+            proto=str(info.get("proto", "tcp")),
+            options=dict(info.get("options") or {}),
+            binary=info.get("binary"),
+            ssh_access={str(k): str(v) for k, v in access.items()} if isinstance(access, dict) else None,
+            stop_with=tuple(str(s) for s in info.get("stop_with") or ()),
+            address=PublicAddress(info.get("public_host"), int(port) if port else None, info.get("public_url")),
+            agent_pid=info.get("agent_pid"),
+            relay=info.get("relay"),
+            relay_login_key=info.get("relay_login_key"),
+        )
 
 
 class Provider:
@@ -109,6 +187,8 @@ class Tunnel:
     restarts: int = 0
     proto: str = "tcp"
     ssh: Optional[SshAccess] = None
+    relay: Optional[str] = None  # ssh provider: the relay it goes through, user@host:port
+    relay_login_key: Optional[str] = None  # ssh provider: colabmagic's own public key for the relay
 
     def _require_ssh(self) -> SshAccess:
         if self.ssh is None or not self.public_host:

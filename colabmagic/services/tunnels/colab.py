@@ -58,7 +58,7 @@ class ColabProvider(Provider):
         try:
             url = proxy_url(int(config.local_port))
         except ColabMagicError:
-            if not service.info.get("public"):
+            if not (service.info.get("public_url") or service.info.get("public_host")):
                 service.stop()  # a first start: the placeholder holds nothing without an address
             raise
         parts = urlsplit(url)
