@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
-from homes import moved_home, stop_services_of
+from support.homes import moved_home, stop_services_of
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +31,30 @@ def cm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     secrets.forget()  # what a platform's Secrets said is remembered per kernel; each test is a new one
     yield home
     stop_services_of(home)
+
+
+@pytest.fixture
+def edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The provider stand-ins' "edge" registry folder for this test (their DNS; see standins/_edge.py)."""
+    from standins import _edge
+
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    monkeypatch.setenv(_edge.EDGE_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture
+def frps(tmp_path: Path) -> Iterator[Any]:
+    """The user's frp server (the frps stand-in) on loopback: token auth, TLS required."""
+    from standins.frps_server import FrpsServer
+
+    server = FrpsServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -57,19 +81,13 @@ class Cell:
 
 @pytest.fixture
 def ip(capfd: pytest.CaptureFixture) -> Iterator[Any]:
-    """A fresh IPython shell with colabmagic loaded. ``ip.cell(src)`` runs a cell and returns a Cell."""
-    from IPython.core.interactiveshell import InteractiveShell
-    from IPython.testing.globalipapp import start_ipython
+    """A fresh IPython shell with colabmagic loaded. ``ip.cell(src)`` runs a cell and returns a Cell.
 
-    shell = start_ipython()
-    if shell is None:  # already started in this process: make a clean one
-        shell = InteractiveShell.instance()
-    shell.reset(new_session=True)
-    # A new kernel has no extension loaded and no %config of ours: forget the previous test's.
-    shell.extension_manager.loaded.discard("colabmagic")
-    for section in [name for name in shell.config if name.endswith("Magics") or name == "ColabMagicsBase"]:
-        if section.startswith(("Tunnel", "Vnc", "Aria2", "Drive", "ColabMagics")):
-            del shell.config[section]
+    A new shell per test (support/shell.py): no %config, magic or hook of an earlier test is left.
+    """
+    from support.shell import close_shell, fresh_shell
+
+    shell = fresh_shell()
 
     def cell(source: str, check: bool = True) -> Cell:
         capfd.readouterr()
@@ -82,8 +100,11 @@ def ip(capfd: pytest.CaptureFixture) -> Iterator[Any]:
 
     shell.cell = cell  # type: ignore[attr-defined]
     cell("%load_ext colabmagic")
-    yield shell
-    shell.cell = None  # type: ignore[attr-defined]
+    try:
+        yield shell
+    finally:
+        shell.cell = None  # type: ignore[attr-defined]
+        close_shell(shell)
 
 
 # --- the SSH side: a relay ("your server"), the user's key pair, and the real ssh client ------

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
-from aria2_helpers import fuse_mounted
+from support.aria2_helpers import fuse_mounted
 
 from colabmagic.demo.webserver import FileServer, make_file
 from colabmagic.system import installer, probes

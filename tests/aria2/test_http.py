@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from aria2_helpers import sha256, wait_until
+from support.aria2_helpers import sha256, wait_until
 
 from colabmagic.services import aria2 as service
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
-from aria2_helpers import sha256
+from support.aria2_helpers import sha256
 
 from colabmagic.errors import BadInputError
 from colabmagic.services import aria2 as service

@@ -10,7 +10,7 @@ import os
 import threading
 from typing import Any, Dict, List
 
-from aria2_helpers import sha256
+from support.aria2_helpers import sha256
 
 from colabmagic.services import aria2 as service
 from colabmagic.services.aria2.daemon import Notifications

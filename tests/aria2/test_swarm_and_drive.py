@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from aria2_helpers import sha256
+from support.aria2_helpers import sha256
 
 from colabmagic.demo.swarm import LocalSwarm
 from colabmagic.demo.webserver import make_file

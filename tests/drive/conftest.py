@@ -2,7 +2,7 @@
 
 rclone mounts are real FUSE mounts here. For the colab backend, the
 ``google.colab.drive`` stand-in (tests/standins/colab/google/colab/drive.py)
-and a loopback stand-in of the Drive API (tests/drive/standins/drive_api.py)
+and a loopback stand-in of the Drive API (tests/standins/drive_api.py)
 play what only hosted Colab has. Teardown stops our services, unmounts, and
 lifts the read-only/immutable guard so the temporary folders can be removed.
 """
@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator
 
 import pytest
+from standins.drive_api import DriveApiStandIn
 
 HERE = Path(__file__).resolve().parent
 COLAB_STANDINS = HERE.parent / "standins" / "colab"
-sys.path.insert(0, str(HERE / "standins"))
-
-from drive_api import DriveApiStandIn  # noqa: E402
 
 
 def _unmount(path: Path) -> None:

@@ -3,7 +3,7 @@
 ``google.colab.drive`` is played by tests/standins/colab/google/colab/drive.py
 (the real functions' checks and messages, a slow flush, DriveFS-like delayed
 uploads) and the Drive API's ``files.list`` and OAuth token endpoint by a
-loopback server (tests/drive/standins/drive_api.py) reached through real
+loopback server (tests/standins/drive_api.py) reached through real
 google-auth credentials (``google.auth.default()``).
 """
 

@@ -27,7 +27,7 @@ from colabmagic.services.drive import tracking, writers
 from colabmagic.system import supervisor
 
 HERE = Path(__file__).resolve().parent
-RCLONE_1_53 = HERE / "standins" / "rclone-1.53.3"
+RCLONE_1_53 = HERE.parent / "standins" / "rclone-1.53.3"
 
 
 def configure(ip: Any, env: Dict[str, Path]) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
-from fault_helpers import relay_args
 from IPython.core.error import UsageError
+from support.fault_helpers import relay_args
 
 from colabmagic.errors import ColabMagicError
 from colabmagic.system import supervisor

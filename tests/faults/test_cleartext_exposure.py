@@ -6,7 +6,7 @@ exposures refused". aria2's RPC is a real aria2c; the rest are refused before an
 
 from __future__ import annotations
 
-from fault_helpers import relay_args
+from support.fault_helpers import relay_args
 
 from colabmagic.services.tunnels import exposure
 from colabmagic.system import probes, supervisor

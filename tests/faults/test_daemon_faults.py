@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fault_helpers import free_display, release_drive_mount, rfb_login, time_until
+from support.fault_helpers import free_display, release_drive_mount, rfb_login, time_until
 
 from colabmagic.demo.webserver import FileServer, make_file
 from colabmagic.services.drive import tracking
@@ -44,7 +44,7 @@ def test_sigkill_xvnc_and_websockify(ip, desktop_home, tmp_path, figures):
 
 
 @pytest.fixture
-def aip(ip, tmp_path):
+def aria2_shell(ip, tmp_path):
     ip.config.pop("Aria2Magics", None)
     magics = ip.magics_manager.registry["Aria2Magics"]
     for name in magics.trait_names(config=True):
@@ -57,7 +57,7 @@ def aip(ip, tmp_path):
 
 
 @pytest.fixture
-def served(tmp_path):
+def download_site(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
     digest = make_file(str(root / "file.bin"), 4_000_000, seed=7)
@@ -67,15 +67,15 @@ def served(tmp_path):
     server.stop()
 
 
-def test_sigkill_aria2c(aip, served, figures):
-    server, digest = served
-    aria2 = aip.cell("%aria2 start").value
+def test_sigkill_aria2c(aria2_shell, download_site, figures):
+    server, digest = download_site
+    aria2 = aria2_shell.cell("%aria2 start").value
     old = aria2.pid
     os.kill(old, signal.SIGKILL)
     ok, took = time_until(lambda: aria2.ping() and aria2.pid not in (None, old), timeout=60)
     figures.fault("SIGKILL of aria2c", ok, took, "RPC answers again")
     assert ok, supervisor.Service("aria2").log_tail()
-    c = aip.cell(f"%aria2 add {server.url('file.bin')} --wait")
+    c = aria2_shell.cell(f"%aria2 add {server.url('file.bin')} --wait")
     import hashlib
 
     got = hashlib.sha256(Path(c.value.path).read_bytes()).hexdigest()
@@ -93,11 +93,11 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
-def test_disk_full_during_download(aip, served, tmpfs, figures):
-    server, digest = served
-    aria2 = aip.cell("%aria2 start").value
+def test_disk_full_during_download(aria2_shell, download_site, tmpfs, figures):
+    server, digest = download_site
+    aria2 = aria2_shell.cell("%aria2 start").value
     pid, restarts = aria2.pid, supervisor.Service("aria2").restarts
-    c = aip.cell(f"%aria2 add {server.url('big.bin')} --dir {tmpfs} --wait", check=False)
+    c = aria2_shell.cell(f"%aria2 add {server.url('big.bin')} --dir {tmpfs} --wait", check=False)
     shown = c.output + (str(c.error) if c.error else "")
     d = aria2.downloads()
     big = [x for x in d if x.name == "big.bin" or "big.bin" in str(x.path)]
@@ -106,7 +106,7 @@ def test_disk_full_during_download(aip, served, tmpfs, figures):
     reported = c.error is not None and state == "error"
     # aria2c itself keeps running: same pid, no restart, and it still downloads elsewhere
     same_daemon = aria2.pid == pid and supervisor.Service("aria2").restarts == restarts
-    after = aip.cell(f"%aria2 add {server.url('file.bin')} --wait", check=False)
+    after = aria2_shell.cell(f"%aria2 add {server.url('file.bin')} --wait", check=False)
     first = str(c.error).splitlines()[0][:90] if c.error else ""
     figures.fault("disk full during a download", reported and same_daemon and after.error is None, None,
                   f"download status {state!r}, aria2c not restarted; said: {first}")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_helpers import foreign_listener, free_display, login_ok, relay_args
+from support.fault_helpers import foreign_listener, free_display, login_ok, relay_args
 
 from colabmagic.errors import PortInUseError
 from colabmagic.system import installer, procfs, supervisor

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, List
 
-from fault_helpers import free_display, relay_args, ssh_argv
+from support.fault_helpers import free_display, relay_args, ssh_argv
 
 from colabmagic.services import aria2 as aria2_service
 from colabmagic.services import drive, sshd, vnc

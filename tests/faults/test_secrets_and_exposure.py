@@ -25,15 +25,12 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 import nbformat
-from fault_helpers import free_display, relay_args, release_drive_mount
+from standins.frps_server import FrpsServer
+from support.fault_helpers import free_display, relay_args, release_drive_mount
 
 from colabmagic.system import probes, procfs, secrets, supervisor
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
-if str(STANDINS) not in sys.path:
-    sys.path.insert(0, str(STANDINS))
-
-from frps_server import FrpsServer  # noqa: E402
 
 CANARIES = {
     "NGROK_AUTHTOKEN": "canaryNgrok7Qw3xYz9Pp0Lk2Mn4Bv6",

@@ -6,7 +6,7 @@ import os
 import signal
 from pathlib import Path
 
-from fault_helpers import HalfOpenProxy, login_ok, relay_args, time_until
+from support.fault_helpers import HalfOpenProxy, login_ok, relay_args, time_until
 
 from colabmagic.demo import relay as demo_relay
 from colabmagic.system import supervisor

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from homes import safe_home_dir, stop_services_of
-from runtimes import NewRuntimes, files_below, printed, private_key_bodies
+from support.homes import safe_home_dir, stop_services_of
+from support.runtimes import NewRuntimes, files_below, printed, private_key_bodies
 
 from colabmagic.demo import relay as demo_relay
 from colabmagic.services import identity, sshd

@@ -1,7 +1,7 @@
 """Fixtures for the tunnel provider tests: stand-in binaries, a web page to expose, the user's frps.
 
 The stand-ins (tests/standins) speak each provider's real interface and
-really carry traffic on loopback; standin_client.py reaches them.
+really carry traffic on loopback; support/standin_client.py reaches them.
 """
 
 from __future__ import annotations
@@ -13,25 +13,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from homes import moved_home
-from standin_client import Frps, Page, _edge
+from support.standin_client import Page
 
 from colabmagic.system import probes
 
 
 @pytest.fixture(autouse=True)
-def cm_home(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A colabmagic home outside /tmp: sshd's StrictModes refuses keys below a world-writable folder."""
-    with moved_home(monkeypatch) as home:
-        yield home
-
-
-@pytest.fixture(autouse=True)
-def edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "edge"
-    folder.mkdir()
-    monkeypatch.setenv(_edge.EDGE_ENV, str(folder))
-    return folder
+def provider_test_setup(safe_home: Path, edge: Path) -> Path:
+    """Every test here: a colabmagic home outside /tmp (``safe_home``: sshd's StrictModes refuses
+    keys below a world-writable folder) and the stand-ins' own edge folder (``edge``)."""
+    return safe_home
 
 
 @pytest.fixture
@@ -52,32 +43,3 @@ def page(tmp_path: Path) -> Iterator[Page]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-@pytest.fixture
-def frps(tmp_path: Path) -> Iterator[Frps]:
-    """The user's frp server (stand-in) on loopback, with a token and TLS required."""
-    server = Frps(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(autouse=True)
-def forget_tunnel_settings() -> Iterator[None]:
-    """%config values outlive a test's shell (one IPython instance per session): put ours back."""
-    yield
-    from IPython.core.interactiveshell import InteractiveShell
-
-    if not InteractiveShell.initialized():
-        return
-    shell = InteractiveShell.instance()
-    for line in ("TunnelMagics.frpc_path = ''", "TunnelMagics.cloudflared_path = ''",
-                 "TunnelMagics.ngrok_path = ''", "TunnelMagics.timeout = 60.0",
-                 "TunnelMagics.identity = ''"):
-        try:
-            shell.run_line_magic("config", line)
-        except Exception:  # the extension was not loaded in this test
-            pass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Dict, List, Set
 
 import pytest
-from standin_client import Frps, Page, standin
+from support.standin_client import Frps, Page, standin
 
 from colabmagic.services import tunnels
 from colabmagic.system import procfs, supervisor

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from standin_client import Page, standin
+from support.standin_client import Page, standin
 
 from colabmagic.services import tunnels
 from colabmagic.services.tunnels import binaries
@@ -23,9 +23,6 @@ def bare_path(ip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A PATH with none of the provider binaries, no ngrok where pyngrok puts one, no path settings."""
     from pyngrok import conf
 
-    for _via, setting, _extra in CASES:  # %config values live on in the shell's config between tests
-        ip.cell(f"%config TunnelMagics.{setting} = ''")
-
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
@@ -36,14 +33,14 @@ def bare_path(ip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("via,setting,extra", CASES)
-def test_offline_missing_binary_names_the_setting(ip, page: Page, bare_path: Path, cm_home: Path,
+def test_offline_missing_binary_names_the_setting(ip, page: Page, bare_path: Path, safe_home: Path,
                                                   via: str, setting: str, extra: str) -> None:
     c = ip.cell(f"%tunnel {page.port} --via {via} {extra}", check=False)
     assert isinstance(c.error, binaries.MissingBinaryError)
     message = str(c.error)
     assert f"TunnelMagics.{setting}" in message and "offline" in message
     assert not tunnels.services()
-    assert not (cm_home / "bin").exists() or not list((cm_home / "bin").iterdir())
+    assert not (safe_home / "bin").exists() or not list((safe_home / "bin").iterdir())
 
 
 @pytest.mark.parametrize("via,setting,extra", CASES)
@@ -56,8 +53,8 @@ def test_a_wrong_path_setting_is_named(ip, page: Page, bare_path: Path, tmp_path
     assert not tunnels.services()
 
 
-def test_found_in_colabmagic_bin_or_on_path(bare_path: Path, cm_home: Path) -> None:
-    local = cm_home / "bin"
+def test_found_in_colabmagic_bin_or_on_path(bare_path: Path, safe_home: Path) -> None:
+    local = safe_home / "bin"
     local.mkdir(mode=0o700, exist_ok=True)
     os.symlink(standin("cloudflared"), local / "cloudflared")
     assert binaries.resolve("cloudflared") == str(local / "cloudflared")

@@ -58,29 +58,29 @@ def _pin(monkeypatch: pytest.MonkeyPatch, url: str, sha: str) -> None:
     monkeypatch.setitem(binaries.PINS, "frpc", binaries.Pin("9.9.9", url, sums, "test"))
 
 
-def test_matching_pin_is_installed(release_server: str, monkeypatch: pytest.MonkeyPatch, cm_home: Path) -> None:
+def test_matching_pin_is_installed(release_server: str, monkeypatch: pytest.MonkeyPatch, safe_home: Path) -> None:
     _pin(monkeypatch, release_server, hashlib.sha256(ARCHIVE).hexdigest())
     path = Path(binaries.resolve("frpc"))
-    assert path == cm_home / "bin" / "frpc" and b"fake frpc" in path.read_bytes()
+    assert path == safe_home / "bin" / "frpc" and b"fake frpc" in path.read_bytes()
 
 
-def test_mismatched_checksum_is_refused(release_server: str, monkeypatch: pytest.MonkeyPatch, cm_home: Path) -> None:
+def test_mismatched_checksum_is_refused(release_server: str, monkeypatch: pytest.MonkeyPatch, safe_home: Path) -> None:
     _pin(monkeypatch, release_server, "ab" * 32)
     with pytest.raises(binaries.MissingBinaryError) as err:
         binaries.resolve("frpc")
     message = str(err.value)
     assert "checksum mismatch" in message and "TunnelMagics.frpc_path" in message and len(message.splitlines()) == 1
-    assert not (cm_home / "bin" / "frpc").exists()
+    assert not (safe_home / "bin" / "frpc").exists()
 
 
 def test_missing_pin_is_refused_before_any_download(release_server: str, monkeypatch: pytest.MonkeyPatch,
-                                                    cm_home: Path) -> None:
+                                                    safe_home: Path) -> None:
     _pin(monkeypatch, release_server, "")
     fetched = []
     monkeypatch.setattr(binaries, "_get", lambda url: fetched.append(url) or ARCHIVE)
     with pytest.raises(binaries.MissingBinaryError, match="no pinned sha256.*TunnelMagics.frpc_path"):
         binaries.resolve("frpc")
-    assert not fetched and not (cm_home / "bin" / "frpc").exists()
+    assert not fetched and not (safe_home / "bin" / "frpc").exists()
 
 
 def test_ngrok_through_pyngrok_is_refused_without_a_pin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from standin_client import STANDINS, Page, fetch_until, kill_agent, standin
+from support.standin_client import STANDINS, Page, fetch_until, kill_agent, standin
 
 from colabmagic.services import tunnels
 from colabmagic.services.tunnels import agent

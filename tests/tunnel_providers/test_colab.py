@@ -6,13 +6,13 @@ import sys
 from typing import Iterator
 
 import pytest
-from standin_client import STANDINS, Page, fetch_until
+from support.standin_client import STANDINS, Page, fetch_until
 
 from colabmagic.services import tunnels
 
 
 @pytest.fixture
-def hosted_colab(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def colab_kernel(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """Look like hosted Colab: its environment variable and a google.colab that answers proxyPort."""
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-standin")
     monkeypatch.setenv("TBE_EPHEM_CREDS_ADDR", "127.0.0.1:9")  # what only hosted Colab has
@@ -24,11 +24,11 @@ def hosted_colab(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         del sys.modules[name]
 
 
-def test_colab_proxy_url_reaches_the_page(ip, page: Page, hosted_colab: object) -> None:
+def test_colab_proxy_url_reaches_the_page(ip, page: Page, colab_kernel: object) -> None:
     c = ip.cell(f"%tunnel {page.port} --via colab")
     t = c.value
     assert t.provider == "colab"
-    assert f"google.colab.kernel.proxyPort({page.port})" in hosted_colab.calls  # type: ignore[attr-defined]
+    assert f"google.colab.kernel.proxyPort({page.port})" in colab_kernel.calls  # type: ignore[attr-defined]
     assert t.public_url.startswith("https://") and f"-{page.port}-colab." in t.public_url
     assert page.marker in fetch_until(t.public_url, page.marker)
     assert t.public_url in c.stdout
@@ -36,7 +36,7 @@ def test_colab_proxy_url_reaches_the_page(ip, page: Page, hosted_colab: object) 
     assert not tunnels.services()
 
 
-def test_colab_carries_http_only(ip, page: Page, hosted_colab: object) -> None:
+def test_colab_carries_http_only(ip, page: Page, colab_kernel: object) -> None:
     c = ip.cell(f"%tunnel {page.port} --via colab --proto tcp", check=False)
     assert c.error is not None and "http" in str(c.error)
     assert not tunnels.services()

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from standin_client import Frps, Page, standin, tcp_fetch_until
+from support.standin_client import Frps, Page, standin, tcp_fetch_until
 
 from colabmagic.services import tunnels
 from colabmagic.services.tunnels import exposure
@@ -75,7 +75,7 @@ def test_insecure_says_why_it_is_unsafe(capsys: pytest.CaptureFixture) -> None:
     exposure.require_encrypted("JupyterLab's login token", "ngrok", "http", False, "x")
 
 
-def test_raw_vnc_port_needs_force(ip, cm_home: Path) -> None:
+def test_raw_vnc_port_needs_force(ip, safe_home: Path) -> None:
     ip.cell(f"%config TunnelMagics.cloudflared_path = '{standin('cloudflared')}'")
     c = ip.cell("%tunnel 5901 --via cloudflared --proto tcp", check=False)
     _refused(c, "refused", "port 5901", "raw VNC", "--force")

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from standin_client import (
+from support.standin_client import (
     Frps,
     Page,
     assert_secret_hidden,
@@ -28,7 +28,7 @@ def frp_ready(ip, frps: Frps, monkeypatch: pytest.MonkeyPatch) -> Frps:
     return frps
 
 
-def test_tcp_page_through_frps_and_back_after_sigkill(ip, page: Page, frp_ready: Frps, cm_home: Path) -> None:
+def test_tcp_page_through_frps_and_back_after_sigkill(ip, page: Page, frp_ready: Frps, safe_home: Path) -> None:
     remote = probes.free_port()
     c = ip.cell(f"%tunnel {page.port} --via frp --server {frp_ready.server} --proto tcp --remote-port {remote}")
     t = c.value
@@ -47,7 +47,7 @@ def test_tcp_page_through_frps_and_back_after_sigkill(ip, page: Page, frp_ready:
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     text = config.read_text()
     assert "transport.tls.enable = true" in text and "loginFailExit = false" in text
-    assert_secret_hidden(frp_ready.token, cm_home, [c.output, listing.output])
+    assert_secret_hidden(frp_ready.token, safe_home, [c.output, listing.output])
 
 
 def test_http_page_by_custom_domain(ip, page: Page, frp_ready: Frps) -> None:
@@ -62,7 +62,7 @@ def test_http_page_by_custom_domain(ip, page: Page, frp_ready: Frps) -> None:
 
 
 def test_wrong_token_is_a_clear_error_without_the_token(ip, page: Page, frps: Frps,
-                                                       monkeypatch: pytest.MonkeyPatch, cm_home: Path) -> None:
+                                                       monkeypatch: pytest.MonkeyPatch, safe_home: Path) -> None:
     wrong = "wrong-token-" + frps.token[::-1]
     monkeypatch.setenv("FRP_TOKEN", wrong)
     ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
@@ -75,7 +75,7 @@ def test_wrong_token_is_a_clear_error_without_the_token(ip, page: Page, frps: Fr
     message = str(c.error)
     assert "refused the login" in message and "FRP_TOKEN" in message
     assert not tunnels.services()
-    assert_secret_hidden(wrong, cm_home, [c.output, message])
+    assert_secret_hidden(wrong, safe_home, [c.output, message])
 
 
 @pytest.mark.parametrize("extra", [
@@ -85,13 +85,13 @@ def test_wrong_token_is_a_clear_error_without_the_token(ip, page: Page, frps: Fr
     "--server 127.0.0.1:7000",  # http without --domain
     "--proto tcp",  # no server
 ])
-def test_bad_frp_options_start_and_write_nothing(ip, page: Page, frp_ready: Frps, cm_home: Path,
+def test_bad_frp_options_start_and_write_nothing(ip, page: Page, frp_ready: Frps, safe_home: Path,
                                                  extra: str) -> None:
     c = ip.cell(f"%tunnel {page.port} --via frp {extra}", check=False)
     assert c.error is not None
     assert len(str(c.error).splitlines()) == 1
     assert not tunnels.services()
-    assert not list((cm_home / "tunnels").glob("*")) if (cm_home / "tunnels").exists() else True
+    assert not list((safe_home / "tunnels").glob("*")) if (safe_home / "tunnels").exists() else True
 
 
 def test_ssh_through_frp_logs_in_with_the_printed_lines(ip, frp_ready: Frps, tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_running_the_same_tunnel_again_reuses_the_agent_and_config(ip, page: Pag
     assert (config.read_bytes(), config.stat().st_mtime_ns) == before
 
 
-def test_frps_restart_frpc_logs_in_again_by_itself(ip, page: Page, frp_ready, cm_home: Path) -> None:
+def test_frps_restart_frpc_logs_in_again_by_itself(ip, page: Page, frp_ready, safe_home: Path) -> None:
     remote = probes.free_port()
     t = ip.cell(f"%tunnel {page.port} --via frp --server {frp_ready.server} --proto tcp --remote-port {remote}").value
     assert page.marker in tcp_fetch_until("127.0.0.1", remote, page.marker)

@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 import pytest
-from standin_client import Page
+from support.standin_client import Page
 
 OFFLINE_AT_START = os.environ.get("COLABMAGIC_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 

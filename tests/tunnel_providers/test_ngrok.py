@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from standin_client import (
+from support.standin_client import (
     Page,
     assert_secret_hidden,
     fetch_until,
@@ -30,7 +30,7 @@ def ngrok_ready(ip, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_http_tunnel_serves_the_page_and_a_restart_announces_the_new_url(ip, page: Page, ngrok_ready: str,
-                                                                        cm_home: Path) -> None:
+                                                                        safe_home: Path) -> None:
     c = ip.cell(f"%tunnel {page.port} --via ngrok")
     t = c.value
     assert t.provider == "ngrok" and t.public_url.startswith("https://")
@@ -47,7 +47,7 @@ def test_http_tunnel_serves_the_page_and_a_restart_announces_the_new_url(ip, pag
 
     config = Path(supervisor.adopt(tunnels.service_name(t.name)).info["config_file"])
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
-    assert_secret_hidden(ngrok_ready, cm_home, [c.output, listing.output, repr(t), repr(after)])
+    assert_secret_hidden(ngrok_ready, safe_home, [c.output, listing.output, repr(t), repr(after)])
 
 
 def test_tcp_tunnel_carries_raw_tcp(ip, page: Page, ngrok_ready: str) -> None:
@@ -56,7 +56,7 @@ def test_tcp_tunnel_carries_raw_tcp(ip, page: Page, ngrok_ready: str) -> None:
     assert page.marker in tcp_fetch_until(t.public_host, t.public_port, page.marker)
 
 
-def test_missing_authtoken_is_a_clear_error_and_starts_nothing(ip, page: Page, cm_home: Path,
+def test_missing_authtoken_is_a_clear_error_and_starts_nothing(ip, page: Page, safe_home: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
     monkeypatch.setattr(getpass, "getpass", lambda *_a, **_k: "")  # the user just presses Enter
@@ -64,7 +64,7 @@ def test_missing_authtoken_is_a_clear_error_and_starts_nothing(ip, page: Page, c
     c = ip.cell(f"%tunnel {page.port} --via ngrok", check=False)
     assert c.error is not None and "NGROK_AUTHTOKEN" in str(c.error)
     assert not tunnels.services()
-    assert not (cm_home / "tunnels").exists() or not list((cm_home / "tunnels").glob("*"))
+    assert not (safe_home / "tunnels").exists() or not list((safe_home / "tunnels").glob("*"))
 
 
 def test_pyngrok_can_drive_the_standin_as_its_ngrok_path(page: Page, tmp_path: Path,

@@ -20,7 +20,6 @@ def test_every_listed_provider_is_offered_and_runs_what_it_lists(ip, entry: tunn
         ip.cell(f"%config {entry.agent.config_name} = '/opt/{entry.agent.command}'")
         settings = ip.magics_manager.registry["TunnelMagics"].tunnel_settings()
         assert settings.binary(entry.name) == f"/opt/{entry.agent.command}"
-        ip.cell(f"%config {entry.agent.config_name} = ''")
 
 
 def test_an_unknown_provider_names_the_registered_ones(ip) -> None:

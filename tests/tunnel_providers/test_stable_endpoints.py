@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from runtimes import NewRuntimes, files_below, printed, private_key_bodies
-from standin_client import STANDINS, Page, _edge, fetch_until, standin
+from support.runtimes import NewRuntimes, files_below, printed, private_key_bodies
+from support.standin_client import STANDINS, Page, _edge, fetch_until, standin
 
 from colabmagic.services import tunnels
 from colabmagic.system import supervisor
@@ -27,8 +27,8 @@ def standin_settings(ip) -> None:
 
 
 @pytest.fixture
-def runtimes(cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NewRuntimes]:
-    rt = NewRuntimes(monkeypatch, cm_home)
+def provider_runtimes(safe_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NewRuntimes]:
+    rt = NewRuntimes(monkeypatch, safe_home)
     try:
         yield rt
     finally:
@@ -39,7 +39,7 @@ def _laptop_env() -> dict:
     return dict(os.environ, PATH=f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
 
 
-def test_named_tunnel_keeps_its_hostname_on_a_new_runtime(ip, runtimes, client_key, ssh_login, tmp_path,
+def test_named_tunnel_keeps_its_hostname_on_a_new_runtime(ip, provider_runtimes, client_key, ssh_login, tmp_path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     token = _edge.named_tunnel(HOSTNAME)  # what the user made once in the Zero Trust dashboard
     monkeypatch.setenv("CLOUDFLARE_TUNNEL_TOKEN", token)
@@ -60,7 +60,7 @@ def test_named_tunnel_keeps_its_hostname_on_a_new_runtime(ip, runtimes, client_k
     login = ssh_login(known1, block1, client_key, "echo named-1", host=alias, env=_laptop_env())
     assert login.returncode == 0 and login.stdout.strip() == "named-1", login.stderr
 
-    runtimes.next(ip)
+    provider_runtimes.next(ip)
     monkeypatch.delenv("CLOUDFLARE_TUNNEL_TOKEN")  # the identity keeps the token
     ip.cell(f"%config TunnelMagics.cloudflared_path = '{standin('cloudflared')}'")
     second = ip.cell(f"%tunnel ssh --identity {ident}")
@@ -74,7 +74,7 @@ def test_named_tunnel_keeps_its_hostname_on_a_new_runtime(ip, runtimes, client_k
     for path in ident.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert (ident / "cloudflared_token").read_text().strip() == token
-    home = runtimes.home
+    home = provider_runtimes.home
     secrets_found = private_key_bodies(ident) + [token]
     for text in [first.output, second.output] + [p.read_text(errors="replace")
                                                  for p in files_below(home / "logs", home / "services")]:
@@ -125,7 +125,7 @@ def test_standin_run_refuses_a_bad_token_and_retries_an_unknown_tunnel(tmp_path)
         proc.wait(timeout=10)
 
 
-def test_ngrok_reserved_tcp_address_is_the_same_on_a_new_runtime(ip, runtimes, client_key, ssh_login, tmp_path,
+def test_ngrok_reserved_tcp_address_is_the_same_on_a_new_runtime(ip, provider_runtimes, client_key, ssh_login, tmp_path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     address = "1.tcp.ngrok.io:21234"
     _edge.ngrok_reserve(address)  # reserved once in the ngrok dashboard
@@ -134,7 +134,7 @@ def test_ngrok_reserved_tcp_address_is_the_same_on_a_new_runtime(ip, runtimes, c
     first = ip.cell(f"%tunnel ssh --via ngrok --remote-addr {address} --identity {ident} --key-file {client_key}.pub")
     assert (first.value.public_host, first.value.public_port) == ("1.tcp.ngrok.io", 21234)
     known1, block1 = printed(first.stdout)
-    runtimes.next(ip)
+    provider_runtimes.next(ip)
     ip.cell(f"%config TunnelMagics.ngrok_path = '{standin('ngrok')}'")
     second = ip.cell(f"%tunnel ssh --identity {ident}")
     assert printed(second.stdout) == (known1, block1)
@@ -154,7 +154,7 @@ def test_ngrok_address_not_reserved_is_explained(ip, client_key, monkeypatch: py
     assert c.error is not None and "not reserved" in str(c.error)
 
 
-def test_frps_allocated_port_is_kept_and_asked_for_again(ip, runtimes, frps, client_key, ssh_login, tmp_path,
+def test_frps_allocated_port_is_kept_and_asked_for_again(ip, provider_runtimes, frps, client_key, ssh_login, tmp_path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRP_TOKEN", frps.token)
     ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
@@ -163,7 +163,7 @@ def test_frps_allocated_port_is_kept_and_asked_for_again(ip, runtimes, frps, cli
     port = first.value.public_port
     assert port  # frps chose it (no --remote-port)
     known1, block1 = printed(first.stdout)
-    runtimes.next(ip)
+    provider_runtimes.next(ip)
     ip.cell(f"%config TunnelMagics.frpc_path = '{standin('frpc')}'")
     ip.cell(f"%config TunnelMagics.identity = '{ident}'")  # the setting instead of --identity
     second = ip.cell("%tunnel ssh")

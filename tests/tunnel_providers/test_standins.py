@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from standin_client import standin
+from support.standin_client import standin
 
 from colabmagic.services.tunnels import frp, ngrok
 from colabmagic.services.tunnels.base import TunnelConfig

@@ -35,16 +35,16 @@ def display_number() -> int:
 
 
 @pytest.fixture(scope="session")
-def desktop_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def vnc_desktop_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("desktop-home")
 
 
 @pytest.fixture(autouse=True)
-def fresh_home(desktop_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("HOME", str(desktop_home))
+def fresh_home(vnc_desktop_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("HOME", str(vnc_desktop_home))
     monkeypatch.delenv("VNC_PASSWORD", raising=False)
     monkeypatch.delenv("DISPLAY", raising=False)
-    yield desktop_home
+    yield vnc_desktop_home
 
 
 

@@ -19,7 +19,7 @@ STANDINS = Path(__file__).resolve().parents[1] / "standins"
 
 
 @pytest.fixture
-def hosted_colab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[List[object]]:
+def colab_displays(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[List[object]]:
     """Look like hosted Colab; record what is displayed in the cell output."""
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-standin")
     monkeypatch.setenv("TBE_EPHEM_CREDS_ADDR", "127.0.0.1:9")  # what only hosted Colab has
@@ -35,8 +35,7 @@ def hosted_colab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Li
 
 
 def _fetch_through_proxy(url: str) -> str:
-    sys.path.insert(0, str(STANDINS))
-    import _edge  # the stand-in's "DNS": which loopback port serves the proxy host
+    from standins import _edge  # the stand-in's "DNS": which loopback port serves the proxy host
 
     parts = urlsplit(url)
     host, port = _edge.resolve(f"{parts.hostname}:443")
@@ -49,7 +48,7 @@ def _fetch_through_proxy(url: str) -> str:
         conn.close()
 
 
-def test_web_desktop_is_shown_in_the_notebook_through_colabs_proxy(ip, display_number, hosted_colab):
+def test_web_desktop_is_shown_in_the_notebook_through_colabs_proxy(ip, display_number, colab_displays):
     from IPython.display import IFrame
 
     c = ip.cell(f"%vnc start --web --display :{display_number}")
@@ -57,7 +56,7 @@ def test_web_desktop_is_shown_in_the_notebook_through_colabs_proxy(ip, display_n
     desktop = c.value
     web_port = int(desktop.web_url.split(":")[2].split("/")[0])
     assert desktop.public_url.startswith("https://") and f"-{web_port}-colab." in desktop.public_url
-    frames = [obj for obj in hosted_colab if isinstance(obj, IFrame)]
+    frames = [obj for obj in colab_displays if isinstance(obj, IFrame)]
     assert frames and frames[0].src == desktop.public_url
     password = ip.user_ns["_colabmagic"].vnc.password.reveal()
     assert password not in desktop.public_url  # the frame asks for it; it never lands in the notebook
@@ -65,7 +64,7 @@ def test_web_desktop_is_shown_in_the_notebook_through_colabs_proxy(ip, display_n
     assert page.startswith("200 ") and "noVNC" in page
 
 
-def test_via_colab_uses_the_tunnel_layer_and_stop_ends_it(ip, display_number, hosted_colab):
+def test_via_colab_uses_the_tunnel_layer_and_stop_ends_it(ip, display_number, colab_displays):
     desktop = ip.cell(f"%vnc start --web --via colab --display :{display_number}").value
     tunnels = ip.user_ns["_colabmagic"].tunnels
     assert "vnc" in tunnels and tunnels["vnc"].provider == "colab"

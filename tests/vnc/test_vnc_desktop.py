@@ -6,7 +6,7 @@ import io
 import stat
 from pathlib import Path
 
-from vnc_helpers import capture_until_xfce, image_distance, looks_like_xfce, rfb_capture
+from support.vnc_helpers import capture_until_xfce, image_distance, looks_like_xfce, rfb_capture
 
 from colabmagic.system import secrets
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 
 import pytest
-from vnc_helpers import capture_until_xfce
+from support.vnc_helpers import capture_until_xfce
 
 from colabmagic.system import environment, installer
 

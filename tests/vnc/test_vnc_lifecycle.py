@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from vnc_helpers import desktop_processes, display_processes
+from support.vnc_helpers import desktop_processes, display_processes
 
 from colabmagic.errors import PortInUseError
 from colabmagic.system import probes, procfs, supervisor
@@ -137,7 +137,7 @@ def test_a_failing_session_undoes_the_started_x_server(ip, display_number, tmp_p
 def test_killed_x_server_comes_back_with_its_desktop(ip, display_number, tmp_path):
     import signal
 
-    from vnc_helpers import capture_until_xfce
+    from support.vnc_helpers import capture_until_xfce
 
     desktop = ip.cell(f"%vnc start --display :{display_number}").value
     tokens = _tokens()

@@ -7,7 +7,7 @@ import socket
 import subprocess
 
 import pytest
-from vnc_helpers import rfb_capture, security_types, vnc_pids
+from support.vnc_helpers import rfb_capture, security_types, vnc_pids
 
 from colabmagic.errors import ServiceError
 from colabmagic.services import vnc

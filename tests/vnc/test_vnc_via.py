@@ -12,26 +12,17 @@ browser reaches trycloudflare.com through DNS.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from vnc_helpers import HeadlessChromium, capture_until_xfce, image_distance, xfce_problem
+from standins import _edge
+from support.vnc_helpers import HeadlessChromium, capture_until_xfce, image_distance, xfce_problem
 
 from colabmagic.system import secrets, supervisor
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
-
-
-@pytest.fixture
-def edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("COLABMAGIC_STANDIN_EDGE_DIR", str(tmp_path / "edge"))
-    sys.path.insert(0, str(STANDINS))
-    import _edge
-
-    return _edge
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="chromium is a test-only tool (TEST_DEBS)")
@@ -49,7 +40,7 @@ def test_web_desktop_through_a_cloudflared_tunnel_in_a_browser(ip, display_numbe
     reference = tmp_path / "vnc.png"
     capture_until_xfce(desktop.port, password, reference)
 
-    _host, edge_port = edge.resolve(f"{url.hostname}:443")
+    _host, edge_port = _edge.resolve(f"{url.hostname}:443")
     browser = HeadlessChromium(tmp_path / "profile", 1024, 768,
                                extra=[f"--host-resolver-rules=MAP {url.hostname}:443 127.0.0.1:{edge_port}",
                                       "--ignore-certificate-errors"])
@@ -91,20 +82,6 @@ def test_a_provider_that_cannot_work_here_is_refused_before_anything_starts(ip, 
     assert c.error is not None and "nosuchprovider" in str(c.error)
     assert supervisor.running() == []
     assert not secrets.secret_path("VNC_PASSWORD").exists()
-
-
-@pytest.fixture
-def frps(tmp_path: Path):
-    """The user's frp server (the frps stand-in) on loopback: token auth, TLS required."""
-    sys.path.insert(0, str(STANDINS))
-    from frps_server import FrpsServer
-
-    server = FrpsServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_vnc_port_through_an_frp_tcp_tunnel_serves_a_vnc_client(ip, display_number, edge, frps, tmp_path,

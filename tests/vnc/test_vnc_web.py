@@ -7,7 +7,7 @@ import time
 import urllib.request
 
 import pytest
-from vnc_helpers import HeadlessChromium, capture_until_xfce, image_distance, xfce_problem
+from support.vnc_helpers import HeadlessChromium, capture_until_xfce, image_distance, xfce_problem
 
 from colabmagic.system import procfs
 

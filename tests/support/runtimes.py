@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, List, Tuple
 
-from homes import safe_home_dir, stop_services_of
+from support.homes import safe_home_dir, stop_services_of
 
 
 def printed(stdout: str) -> Tuple[str, str]:

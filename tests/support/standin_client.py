@@ -11,18 +11,15 @@ import http.client
 import os
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Dict, Optional
 from urllib.parse import urlsplit
 
-STANDINS = Path(__file__).resolve().parent.parent / "standins"
-if str(STANDINS) not in sys.path:
-    sys.path.insert(0, str(STANDINS))
+from standins import _edge
+from standins.frps_server import FrpsServer as Frps  # noqa: F401  (the tests' name for it)
 
-import _edge  # noqa: E402
-from frps_server import FrpsServer as Frps  # noqa: E402,F401  (the tests' name for it)
+STANDINS = Path(__file__).resolve().parent.parent / "standins"
 
 
 def standin(name: str) -> str:
