@@ -17,7 +17,7 @@ from typing import Any, Callable, List, Optional
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
-from traitlets import Bool, observe
+from traitlets import Bool, TraitError, Unicode, observe, validate
 
 from .. import display
 from ..state import ColabMagicState
@@ -67,6 +67,30 @@ def ensure_state_before_cells(shell: Any) -> None:
     shell.events.register("pre_run_cell", rebuild)
 
 
+def show_events_after_cells(shell: Any) -> None:
+    """After each cell, print the events (system/notify.py) recorded since the last look: a background
+    sync that failed, a download that finished, a tunnel's new address, a daemon that gave up."""
+    from ..system import notify
+
+    callbacks = shell.events.callbacks["post_run_cell"]
+    for cb in list(callbacks):
+        if getattr(cb, "__qualname__", "") == "show_events_after_cells.<locals>.show":
+            callbacks.remove(cb)
+    offset = [notify.end_offset()]  # what happened before this kernel loaded colabmagic is not replayed
+
+    def show(*_info: Any) -> None:
+        try:
+            events, offset[0] = notify.read_since(offset[0])
+        except Exception:  # never let a look at the events break the user's cell
+            return
+        for event in events:
+            if event.get("shown") and event.get("pid") == os.getpid():
+                continue  # this kernel printed it when it happened
+            print(f"colabmagic: {event.get('message', event.get('event'))}")
+
+    shell.events.register("post_run_cell", show)
+
+
 class ColabArgumentParser(MagicArgumentParser):
     """A magic's parser: errors are one short UsageError line, even for a huge bad value."""
 
@@ -112,10 +136,36 @@ class ColabMagicsBase(Magics):
         "The environment variable COLABMAGIC_OFFLINE=1 does the same.",
     ).tag(config=True)
 
+    notify = Unicode(
+        "off",
+        help="Notifications of events nobody may be watching (a background Drive sync failed or recovered, an "
+        "aria2 download finished or failed, a tunnel's address changed, a daemon gave up restarting): 'on' "
+        "POSTs each as JSON to the webhook URL (an ntfy topic URL works) held by the secret COLABMAGIC_NOTIFY_URL "
+        "(environment, Colab Secrets or Kaggle Secrets); a secret's name uses that secret; 'off' stops. Never "
+        "the URL itself: it is a secret.",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         if shell is not None:
             get_state(shell)
+
+    @validate("notify")
+    def _check_notify(self, proposal: Any) -> str:
+        from ..system import notify
+
+        try:
+            return notify.check_setting(str(proposal["value"]))
+        except ValueError as err:
+            raise TraitError(str(err)) from None
+
+    @observe("notify")
+    def _notify_changed(self, change: Any) -> None:
+        from ..system import notify
+
+        said = notify.configure(change["new"])
+        if type(self).__name__ == "ColabMagics":  # every colabmagic class sees the change; one says so
+            print(said)
 
     @observe("offline")
     def _offline_changed(self, change: Any) -> None:
