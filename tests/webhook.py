@@ -79,3 +79,17 @@ def assert_no_canary(receiver: Receiver, home: Path) -> None:
     for text in texts:
         for canary in CANARIES + [topic]:
             assert canary not in text, f"a secret ({canary[:12]}...) is in a notification: {text[:300]}"
+
+
+def enable(ip: Any, monkeypatch: Any) -> Receiver:
+    """Canaries in place, a receiver listening, ``%config ColabMagicsBase.notify = 'on'`` (the caller stops it)."""
+    from colabmagic.system import secrets
+
+    receiver = Receiver()
+    for name, value in CANARY_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name, value in CANARY_STORED.items():
+        secrets.store(name, value)
+    monkeypatch.setenv("COLABMAGIC_NOTIFY_URL", receiver.url)
+    ip.cell("%config ColabMagicsBase.notify = 'on'")
+    return receiver

@@ -150,10 +150,14 @@ class ColabMagicsBase(Magics):
         if shell is not None:
             get_state(shell)
 
+    # Every colabmagic class sees a change of this setting; the one behind %colabmagic acts on it (and says
+    # so, or why not) once. %config shows an error as one logged line.
     @validate("notify")
     def _check_notify(self, proposal: Any) -> str:
         from ..system import notify
 
+        if type(self).__name__ != "ColabMagics":
+            return str(proposal["value"])
         try:
             return notify.check_setting(str(proposal["value"]))
         except ValueError as err:
@@ -163,9 +167,8 @@ class ColabMagicsBase(Magics):
     def _notify_changed(self, change: Any) -> None:
         from ..system import notify
 
-        said = notify.configure(change["new"])
-        if type(self).__name__ == "ColabMagics":  # every colabmagic class sees the change; one says so
-            print(said)
+        if type(self).__name__ == "ColabMagics":
+            print(notify.configure(change["new"]))
 
     @observe("offline")
     def _offline_changed(self, change: Any) -> None:
