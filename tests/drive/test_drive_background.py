@@ -82,6 +82,8 @@ def test_training_loop_every_reported_checkpoint_survives_a_kill(ip: Any, rclone
         time.sleep(INTERVAL / 2)
         status = ip.cell("%colabmagic status").stdout
         assert "drive-sync" in status and "last verified" in status
+        shown = ip.cell("_colabmagic.drive").value
+        assert "last verified" in shown.background and "files" in shown.background
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
