@@ -24,6 +24,7 @@ from ..state import ColabMagicState
 from ..system import paths
 
 STATE_NAME = "_colabmagic"
+SHOWN_EVENTS = 10  # events printed under one cell; the rest are counted
 
 
 def get_state(shell: Any) -> ColabMagicState:
@@ -83,10 +84,11 @@ def show_events_after_cells(shell: Any) -> None:
             events, offset[0] = notify.read_since(offset[0])
         except Exception:  # never let a look at the events break the user's cell
             return
-        for event in events:
-            if event.get("shown") and event.get("pid") == os.getpid():
-                continue  # this kernel printed it when it happened
+        fresh = [e for e in events if not (e.get("shown") and e.get("pid") == os.getpid())]  # printed already
+        for event in fresh[:SHOWN_EVENTS]:
             print(f"colabmagic: {event.get('message', event.get('event'))}")
+        if len(fresh) > SHOWN_EVENTS:
+            print(f"colabmagic: ... and {len(fresh) - SHOWN_EVENTS} more events in {notify.events_path()}")
 
     shell.events.register("post_run_cell", show)
 

@@ -69,6 +69,8 @@ def test_training_loop_every_reported_checkpoint_survives_a_kill(ip: Any, rclone
     c = ip.cell(f"bg = %drive_sync --every {INTERVAL:g}s")
     bg = ip.user_ns["bg"]
     assert bg.running and bg.interval == INTERVAL and bg.mountpoint == str(mp)
+    # Its own session: the kernel's Interrupt and restart (signals to the kernel's group) do not reach it.
+    assert bg.pid and os.getsid(bg.pid) != os.getsid(0) and os.getpgid(bg.pid) != os.getpgid(0)
     manifest = tmp_path / "manifest.jsonl"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mp), str(manifest)], start_new_session=True)
     try:
