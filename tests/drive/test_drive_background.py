@@ -166,3 +166,29 @@ def test_a_failing_background_sync_notifies_and_then_recovers(ip: Any, rclone_en
     shown = ip.cell("1").stdout
     assert "works again" in shown or "works again" in (cm_home / "events.jsonl").read_text()
     assert_no_canary(notified, cm_home)
+
+
+def test_a_file_written_during_a_flush_is_synced_next_time_not_claimed(ip: Any, rclone_env: Dict[str, Path],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop does not stop for a sync: a checkpoint saved while rclone flushes was not verified by it."""
+    from colabmagic.services import drive
+    from colabmagic.services.drive.rclone import RcloneBackend
+
+    configure(ip, rclone_env, write_back="5m")
+    mp, remote = rclone_env["mountpoint"], rclone_env["remote"]
+    ip.cell(f"%%drive_sync\nopen({str(mp / 'first.pt')!r}, 'wb').write(b'a' * 1000)")
+    original = RcloneBackend.flush
+
+    def flush_while_the_loop_writes(self: Any, *args: Any, **kwargs: Any) -> None:
+        (mp / "during.pt").write_bytes(b"b" * 2000)  # saved after the changes were read, before the flush ended
+        original(self, *args, **kwargs)
+
+    (mp / "before.pt").write_bytes(b"c" * 3000)
+    monkeypatch.setattr(RcloneBackend, "flush", flush_while_the_loop_writes)
+    report = ip.cell("%drive_sync").value
+    monkeypatch.setattr(RcloneBackend, "flush", original)
+    assert [f.path for f in report.files] == ["before.pt"]
+    following = drive.sync(drive.DriveConfig(backend="rclone", remote=str(remote), mountpoint=str(mp),
+                                             write_back="5m"))
+    assert [f.path for f in following.files] == ["during.pt"] and following.verified
+    assert (remote / "during.pt").read_bytes() == b"b" * 2000
