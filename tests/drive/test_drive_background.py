@@ -71,6 +71,10 @@ def test_training_loop_every_reported_checkpoint_survives_a_kill(ip: Any, rclone
     assert bg.running and bg.interval == INTERVAL and bg.mountpoint == str(mp)
     # Its own session: the kernel's Interrupt and restart (signals to the kernel's group) do not reach it.
     assert bg.pid and os.getsid(bg.pid) != os.getsid(0) and os.getpgid(bg.pid) != os.getpgid(0)
+    # A new kernel (another Python process, same home) finds the same syncer running.
+    seen = subprocess.run([sys.executable, "-c", "from colabmagic.services.drive import background as b; "
+                           "s = b.current(); print(s.running, s.pid)"], capture_output=True, text=True, check=True)
+    assert seen.stdout.split() == ["True", str(bg.pid)]
     manifest = tmp_path / "manifest.jsonl"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mp), str(manifest)], start_new_session=True)
     try:
