@@ -158,7 +158,7 @@ class ColabMagicsBase(Magics):
     def _check_notify(self, proposal: Any) -> str:
         from ..system import notify
 
-        if type(self).__name__ != "ColabMagics":
+        if not self._acts_on_notify():
             return str(proposal["value"])
         try:
             return notify.check_setting(str(proposal["value"]))
@@ -169,8 +169,17 @@ class ColabMagicsBase(Magics):
     def _notify_changed(self, change: Any) -> None:
         from ..system import notify
 
-        if type(self).__name__ == "ColabMagics":
+        if self._acts_on_notify():
             print(notify.configure(change["new"]))
+
+    def _acts_on_notify(self) -> bool:
+        """Only the %colabmagic instance the shell has registered now: an instance left from an earlier
+        load (IPython keeps every Magics instance among the shell's configurables) stays quiet."""
+        if type(self).__name__ != "ColabMagics":
+            return False
+        manager = getattr(self.shell, "magics_manager", None)
+        registry = getattr(manager, "registry", None)
+        return registry is None or registry.get("ColabMagics") is self
 
     @observe("offline")
     def _offline_changed(self, change: Any) -> None:
