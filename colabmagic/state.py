@@ -62,6 +62,9 @@ def status_table(drive_mountpoints: Sequence[str] = ()) -> display.Table:
         address = info.get("address", "")
         host = info.get("public_host")
         public = info.get("public_url") or (f"{host}:{info.get('public_port')}" if host else "")
+        if info.get("kind") == "drive-background":  # its last verified time, files and last failure
+            syncer = importlib.import_module(DOMAINS["drive"] + ".background").current()
+            public = syncer.summary() if syncer is not None else ""
         rows.append(
             [
                 svc.name,

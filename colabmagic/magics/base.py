@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
-from traitlets import Bool, default
+from traitlets import Bool, TraitError, Unicode, default, observe, validate
 
 from .. import display
 from ..state import ColabMagicState
@@ -127,6 +127,15 @@ class ColabMagicsBase(Magics):
         "their config objects.",
     ).tag(config=True)
 
+    notify = Unicode(
+        "off",
+        help="Notifications of events nobody may be watching (a background Drive sync failed or recovered, an "
+        "aria2 download finished or failed, a tunnel's address changed, a daemon gave up restarting): 'on' "
+        "POSTs each as JSON to the webhook URL (an ntfy topic URL works) held by the secret COLABMAGIC_NOTIFY_URL "
+        "(environment, Colab Secrets or Kaggle Secrets); a secret's name uses that secret; 'off' stops. Never "
+        "the URL itself: it is a secret.",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         self._hooks: List[Tuple[str, Callable[..., None]]] = []
@@ -153,6 +162,35 @@ class ColabMagicsBase(Magics):
                 shell.events.unregister(event, callback)
             except ValueError:  # already gone (the user removed it)
                 pass
+
+    # Every colabmagic class sees a change of this setting; the one behind %colabmagic acts on it (and says
+    # so, or why not) once. %config shows an error as one logged line.
+    @validate("notify")
+    def _check_notify(self, proposal: Any) -> str:
+        from ..services import events
+
+        if not self._acts_on_notify():
+            return str(proposal["value"])
+        try:
+            return events.check_setting(str(proposal["value"]))
+        except ValueError as err:
+            raise TraitError(str(err)) from None
+
+    @observe("notify")
+    def _notify_changed(self, change: Any) -> None:
+        from ..services import events
+
+        if self._acts_on_notify():
+            print(events.configure(change["new"]))
+
+    def _acts_on_notify(self) -> bool:
+        """Only the %colabmagic instance the shell has registered now: an instance left from an earlier
+        load (IPython keeps every Magics instance among the shell's configurables) stays quiet."""
+        if type(self).__name__ != "ColabMagics":
+            return False
+        manager = getattr(self.shell, "magics_manager", None)
+        registry = getattr(manager, "registry", None)
+        return registry is None or registry.get("ColabMagics") is self
 
     def parse(self, parser: MagicArgumentParser, line: str) -> Optional[Any]:
         """Parse ``line`` (None if only help was shown) and make sure the state object exists."""

@@ -10,6 +10,7 @@ from ..state import status_table
 from .base import ColabMagicsBase, get_state, help_on_demand, lazy_import, make_parser
 
 core = lazy_import("colabmagic.services.core")
+events = lazy_import("colabmagic.services.events")
 
 parser = make_parser("colabmagic", "Inspect and control every service colabmagic runs.")
 _sub = parser.add_subparsers(dest="command", metavar="status|stop|logs|doctor")
@@ -33,9 +34,21 @@ class ColabMagics(ColabMagicsBase):
         self._drive_mountpoints = drive_mountpoints
         # Rebuild ``_colabmagic`` before each cell, so ``%reset -f`` never leaves it missing.
         self.on("pre_run_cell", self._rebuild_state)
+        # After each cell, the events recorded since (services/events.py); what happened before this
+        # kernel loaded colabmagic is not replayed.
+        self._events_offset = events.end_offset()
+        self.on("post_run_cell", self._show_events)
 
     def _rebuild_state(self, *_info: Any) -> None:
         get_state(self.shell)
+
+    def _show_events(self, *_info: Any) -> None:
+        try:
+            lines, self._events_offset = events.unseen(self._events_offset)
+        except Exception:  # never let a look at the events break the user's cell
+            return
+        for line in lines:
+            print(line)
 
     @line_magic
     def colabmagic(self, line: str = "") -> Any:

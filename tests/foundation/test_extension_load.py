@@ -82,7 +82,8 @@ def _ours(ip) -> dict:
 def test_load_unload_load_leaves_exactly_one_set(ip):
     loaded = _ours(ip)
     assert {"tunnel", "vnc", "aria2", "drive_sync", "colabmagic"} <= set(loaded["magics"])
-    assert loaded["hooks"] == ["post_run_cell", "pre_run_cell"]
+    # ColabMagics: state rebuild (pre) and events (post); TunnelMagics: address watch (post).
+    assert loaded["hooks"] == ["post_run_cell", "post_run_cell", "pre_run_cell"]
     assert len(loaded["configurables"]) == len(set(loaded["configurables"])) == 5
     ip.cell("%unload_ext colabmagic")
     assert _ours(ip) == {"magics": [], "hooks": [], "configurables": [], "state": False}

@@ -333,6 +333,11 @@ def refresh(service: supervisor.Service, announce: Announce = _print) -> Optiona
     new = public_address(service)
     if new != old:
         announce(f"tunnel {record.tunnel!r} ({record.provider}) has a new public address: {new}")
+        from ...system import notify
+
+        # Announced here already (shown): the next cell does not repeat it; a webhook gets it.
+        notify.emit("tunnel_address_changed", tunnel=record.tunnel, provider=record.provider,
+                    address=new, previous=old, shown=True)
         return new
     return None
 
