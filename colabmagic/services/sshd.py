@@ -21,7 +21,7 @@ import subprocess
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BadInputError, NotRootError, ServiceError
 from ..system import daemon_environment, environment, installer, paths, probes, secrets, supervisor
@@ -222,14 +222,8 @@ def collect_keys(
     found: List[str] = []
     for key in keys:
         found.append(check_public_key(key))
-    for name in key_files:
-        if name.startswith("-"):
-            raise BadInputError(f"--key-file: a path may not start with '-': {name!r}")
-        path = Path(name).expanduser()
-        try:
-            text = path.read_text()
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            raise BadInputError(f"--key-file: cannot read {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    for key_file in key_files:
+        name, text = read_option_file("--key-file", key_file)
         if "PRIVATE KEY" in text:
             raise BadInputError(f"--key-file: {name} is a private key; give the public one (.pub)")
         found.extend(keys_from_text(text, f"--key-file {name}"))
@@ -342,24 +336,45 @@ def strict_modes_problem(path: Path) -> Optional[str]:
         current = current.parent
 
 
+def new_ed25519_key(path: Path, comment: str, what: str) -> None:
+    """Make an ed25519 key pair at ``path`` (and ``path.pub``) with ssh-keygen, private part 0600.
+
+    ``what`` names it in the error ("a host key"); ssh-keygen comes from openssh-client.
+    """
+    if shutil.which("ssh-keygen") is None:
+        installer.ensure_packages(["openssh-client"])
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise ServiceError("ssh-keygen was not found (package openssh-client)")
+    result = subprocess.run(
+        [keygen, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"ssh-keygen could not make {what}: {result.stderr.strip()}")
+    os.chmod(path, 0o600)
+
+
+def read_option_file(option: str, value: Any) -> Tuple[str, str]:
+    """(name, text) of the file an option such as ``--key-file`` names, or a one-line BadInputError."""
+    name = str(value)
+    if name.startswith("-"):
+        raise BadInputError(f"{option}: a path may not start with '-': {name!r}")
+    try:
+        return name, Path(name).expanduser().read_text()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise BadInputError(f"{option}: cannot read {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def host_key() -> HostKey:
     """This machine's host key for our sshd: generated once, then reused (clients pin it)."""
     path = state_dir() / "ssh_host_ed25519_key"
     if not path.exists():
-        keygen = shutil.which("ssh-keygen")
-        if keygen is None:
-            raise ServiceError("ssh-keygen was not found (package openssh-client)")
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         for leftover in (tmp, Path(f"{tmp}.pub")):
             if leftover.exists():
                 leftover.unlink()
-        result = subprocess.run(
-            [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "colabmagic-host", "-f", str(tmp)],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        )
-        if result.returncode != 0:
-            raise ServiceError(f"ssh-keygen could not make a host key: {result.stderr.strip()}")
-        os.chmod(tmp, 0o600)
+        new_ed25519_key(tmp, "colabmagic-host", "a host key")
         os.replace(f"{tmp}.pub", f"{path}.pub")
         os.replace(tmp, path)
     text = Path(f"{path}.pub").read_text().split()

@@ -166,9 +166,9 @@ def zombies_of(parent: int) -> List[int]:
     return [pid for pid in pids() if state(pid) == "Z" and ppid(pid) == parent]
 
 
-def _listening_inodes(port: int) -> Dict[int, str]:
-    """Socket inode -> local address for TCP sockets listening on ``port``."""
-    inodes: Dict[int, str] = {}
+def _listening() -> List[Tuple[str, int, int]]:
+    """Every listening TCP socket in /proc/net/tcp{,6} as (hex address, port, inode)."""
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         raw = _read(table)
         if not raw:
@@ -178,9 +178,13 @@ def _listening_inodes(port: int) -> Dict[int, str]:
             if len(parts) < 10 or parts[3] != "0A":  # 0A = LISTEN
                 continue
             addr, _, hexport = parts[1].rpartition(":")
-            if int(hexport, 16) == port:
-                inodes[int(parts[9])] = addr
-    return inodes
+            found.append((addr, int(hexport, 16), int(parts[9])))
+    return found
+
+
+def _listening_inodes(port: int) -> Dict[int, str]:
+    """Socket inode -> local address for TCP sockets listening on ``port``."""
+    return {inode: addr for addr, listen_port, inode in _listening() if listen_port == port}
 
 
 def _hexaddr_to_ip(addr: str) -> str:
@@ -195,18 +199,7 @@ def _hexaddr_to_ip(addr: str) -> str:
 
 def listeners() -> List[Tuple[str, int, int]]:
     """Every listening TCP socket as (ip, port, inode)."""
-    out = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        raw = _read(table)
-        if not raw:
-            continue
-        for line in raw.decode().splitlines()[1:]:
-            parts = line.split()
-            if len(parts) < 10 or parts[3] != "0A":
-                continue
-            addr, _, hexport = parts[1].rpartition(":")
-            out.append((_hexaddr_to_ip(addr), int(hexport, 16), int(parts[9])))
-    return out
+    return [(_hexaddr_to_ip(addr), port, inode) for addr, port, inode in _listening()]
 
 
 def socket_owners() -> Dict[int, int]:

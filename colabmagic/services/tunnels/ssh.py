@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ...errors import BadInputError, ServiceError, log_tail
 from ...system import installer, paths, secrets, supervisor
+from ..sshd import new_ed25519_key, read_option_file
 from .base import Provider, PublicAddress, TunnelConfig
 
 KEY_SECRET = "RELAY_SSH_KEY"
@@ -70,13 +70,7 @@ def check_host_key(text: Any) -> Tuple[str, str]:
 
 
 def check_known_hosts(path: Any) -> str:
-    name = str(path)
-    if name.startswith("-"):
-        raise BadInputError(f"--relay-known-hosts: a path may not start with '-': {name!r}")
-    try:
-        text = Path(name).expanduser().read_text()
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise BadInputError(f"--relay-known-hosts: cannot read {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    name, text = read_option_file("--relay-known-hosts", path)
     lines = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -94,13 +88,7 @@ def check_known_hosts(path: Any) -> str:
 
 
 def check_key_file(path: Any) -> str:
-    name = str(path)
-    if name.startswith("-"):
-        raise BadInputError(f"--relay-key-file: a path may not start with '-': {name!r}")
-    try:
-        text = Path(name).expanduser().read_text()
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise BadInputError(f"--relay-key-file: cannot read {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    name, text = read_option_file("--relay-key-file", path)
     if "PRIVATE KEY" not in text:
         raise BadInputError(f"--relay-key-file: {name} is not a private key file")
     return text if text.endswith("\n") else text + "\n"
@@ -120,18 +108,7 @@ def generated_key() -> Tuple[Path, str]:
     """colabmagic's own login key for relays (made once); returns (private path, public line)."""
     path = folder() / "id_ed25519"
     if not path.exists():
-        if shutil.which("ssh-keygen") is None:
-            installer.ensure_packages(["openssh-client"])
-        keygen = shutil.which("ssh-keygen")
-        if keygen is None:
-            raise ServiceError("ssh-keygen was not found (package openssh-client)")
-        result = subprocess.run(
-            [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "colabmagic-relay", "-f", str(path)],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        )
-        if result.returncode != 0:
-            raise ServiceError(f"ssh-keygen failed: {result.stderr.strip()}")
-        os.chmod(path, 0o600)
+        new_ed25519_key(path, "colabmagic-relay", "colabmagic's relay login key")
     return path, Path(f"{path}.pub").read_text().strip()
 
 
