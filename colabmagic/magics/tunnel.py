@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 # Loaded on first use, so %load_ext does not pay for the services' imports.
 core = lazy_import("colabmagic.services.core")
-identity = lazy_import("colabmagic.services.identity")
 jupyter = lazy_import("colabmagic.services.jupyter")
 sshd = lazy_import("colabmagic.services.sshd")
 tunnels = lazy_import("colabmagic.services.tunnels")
@@ -114,17 +113,21 @@ class TunnelMagics(ColabMagicsBase):
     sshd_port = Int(0, help="colabmagic's sshd loopback port (0: remembered, else a free one).").tag(config=True)
     ssh_env = ListTrait(Unicode(), default_value=[], help="Extra kernel variables SSH sessions see "
                         "(like --env).").tag(config=True)
-    host_alias = Unicode("colabmagic", help="The Host name in the printed ~/.ssh/config block (with an "
+    host_alias = Unicode(help="The Host name in the printed ~/.ssh/config block (with an "
                          "identity, the identity's own alias unless you change this).").tag(config=True)
     identity = Unicode("", help="Default --identity for %tunnel ssh: a folder you own keeping the host key, "
                        "authorized keys, relay key and provider settings across runtimes.").tag(config=True)
     timeout = Float(help="Seconds to wait for a tunnel to come up.").tag(config=True)
-    # Defaults written once, in the services: SshdConfig.user and tunnels.START_TIMEOUT.
+    # Defaults written once, in the services: SshdConfig.user, tunnels.START_TIMEOUT and DEFAULT_HOST_ALIAS.
     locals().update(defaults_from("colabmagic.services.sshd:SshdConfig", ssh_user="user"))
 
     @default("timeout")
     def _default_timeout(self) -> float:
         return float(tunnels.START_TIMEOUT)
+
+    @default("host_alias")
+    def _default_host_alias(self) -> str:
+        return str(tunnels.DEFAULT_HOST_ALIAS)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
@@ -205,40 +208,17 @@ class TunnelMagics(ColabMagicsBase):
         return self._list()
 
     def _ssh(self, args: Any) -> Tunnel:
-        port = tunnels.check_port(args.port, "--port") if args.port else (self.sshd_port or None)
-        path = args.identity or self.identity or None
-        keys = sshd.collect_keys(args.key, args.key_file, args.github, use_secret=not path, offline=self.offline)
-        name = tunnels.check_name(args.name or "ssh")
-
-        def check(via: str, options: Dict[str, Any], user: Optional[str]) -> None:
-            sshd.check_user(user or self.ssh_user, bool(args.password))
-            tunnels.check(tunnels.TunnelConfig(name=name, local_port=22, proto="tcp", options=options,
-                                               binary=self._binary(via), offline=self.offline), via or self.provider)
-
-        plan = identity.prepare(path, args.via, self._options(args), keys, user=args.user, port=port,
-                                default_via=self.provider, check=check)
-        if not plan.keys and path:
-            plan.keys = sshd.collect_keys(offline=self.offline)
-        via = plan.via or self.provider
-        config = sshd.SshdConfig(
-            user=plan.user or self.ssh_user,
-            port=plan.port,
-            keys=plan.keys,
-            password=bool(args.password),
+        request = tunnels.SshRequest(
+            port=tunnels.check_port(args.port, "--port") if args.port else (self.sshd_port or None),
+            via=args.via, default_via=self.provider, options=self._options(args), settings=self.tunnel_settings(),
+            keys=tuple(args.key), key_files=tuple(args.key_file), github=tuple(args.github),
+            password=bool(args.password), user=args.user, default_user=self.ssh_user,
             env_names=tuple(dict.fromkeys(list(self.ssh_env) + list(args.env))),
-            allow_forwarding=bool(args.allow_forwarding),
-        )
-        host_alias = self.host_alias if (self.host_alias != "colabmagic" or not plan.host_alias) else plan.host_alias
-        for line in plan.report:
-            print(line)
-        tunnel, server = tunnels.start_ssh(
-            config, via, options=plan.options, binary=self._binary(via),
-            name=name, host_alias=host_alias,
-            timeout=self.timeout, progress=self.progress("installing openssh-server"),
+            allow_forwarding=bool(args.allow_forwarding), identity=args.identity or self.identity or None,
+            name=args.name or "ssh", host_alias=self.host_alias, timeout=self.timeout, offline=self.offline,
             folder=os.path.abspath(os.path.expanduser(args.folder)) if args.folder else os.getcwd(),
-            offline=self.offline,
         )
-        identity.remember(plan, via, server.port, tunnel.public_port)
+        tunnel, server = tunnels.open_ssh(request, progress=self.progress("installing openssh-server"))
         self._announce_login_key(tunnel)
         shown = server.password.reveal() if (args.password and server.password) else None
         print(display.ssh_instructions(tunnel, server.fingerprint))

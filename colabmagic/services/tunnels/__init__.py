@@ -15,11 +15,12 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ...errors import BadInputError, ServiceError
 from ...system import probes, supervisor
-from .. import jupyter, sshd, tunnel_registry
+from .. import identity, jupyter, sshd, tunnel_registry
 from . import exposure
 from .base import Provider, PublicAddress, SshAccess, Tunnel, TunnelConfig, TunnelRecord
 
@@ -31,6 +32,8 @@ GROUP = TunnelRecord.GROUP
 START_TIMEOUT = 60.0
 # A killed agent is back within a few seconds: the keeper's back-off doubles from 0.5 s up to this.
 BACKOFF_MAX = 4.0
+# The Host name of the printed ~/.ssh/config block unless the user or an identity names another.
+DEFAULT_HOST_ALIAS = "colabmagic"
 HOST_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
 
@@ -217,7 +220,7 @@ def start_ssh(
     options: Optional[Dict[str, Any]] = None,
     binary: Optional[str] = None,
     name: str = "ssh",
-    host_alias: str = "colabmagic",
+    host_alias: str = DEFAULT_HOST_ALIAS,
     timeout: float = START_TIMEOUT,
     progress: Optional[Callable[[float, str], None]] = None,
     announce: Announce = _print,
@@ -261,6 +264,72 @@ def start_ssh(
         announce(f"colabmagic's sshd was already running on 127.0.0.1:{server.port}: reused it "
                  f"(host key {server.fingerprint})")
     tunnel = agent.wait(timeout, announce)
+    return tunnel, server
+
+
+@dataclass(frozen=True)
+class SshRequest:
+    """``%tunnel ssh`` as plain data: what the line says and the settings it falls back to."""
+
+    via: Optional[str] = None
+    default_via: str = "cloudflared"  # TunnelMagics.provider
+    options: Mapping[str, Any] = field(default_factory=dict)  # provider options (relay, server, ...)
+    settings: tunnel_registry.TunnelSettings = field(default_factory=tunnel_registry.TunnelSettings)  # binaries
+    keys: Tuple[str, ...] = ()  # --key
+    key_files: Tuple[str, ...] = ()  # --key-file
+    github: Tuple[str, ...] = ()  # --github
+    password: bool = False
+    user: Optional[str] = None  # --user
+    default_user: str = sshd.DEFAULT_USER  # TunnelMagics.ssh_user
+    port: Optional[int] = None  # sshd's loopback port
+    env_names: Tuple[str, ...] = ()
+    allow_forwarding: bool = False
+    identity: Optional[str] = None  # --identity: a folder keeping host key, keys and provider settings
+    name: str = "ssh"
+    host_alias: str = DEFAULT_HOST_ALIAS  # the setting; an identity's own alias wins while it is the default
+    folder: str = ""  # the folder the vscode:// link opens
+    timeout: float = START_TIMEOUT
+    offline: bool = False
+
+
+def open_ssh(request: SshRequest, progress: Optional[Callable[[float, str], None]] = None,
+             announce: Announce = _print) -> Tuple[Tunnel, sshd.Sshd]:
+    """``%tunnel ssh`` whole: the keys, the identity (if any) filling in what the line leaves out,
+    colabmagic's sshd and the tunnel (``start_ssh``), then the identity remembers the address."""
+    path = request.identity or None
+    keys = sshd.collect_keys(request.keys, request.key_files, request.github, use_secret=not path,
+                             offline=request.offline)
+    name = check_name(request.name)
+
+    def check_request(via: str, options: Dict[str, Any], user: Optional[str]) -> None:
+        sshd.check_user(user or request.default_user, request.password)
+        check(TunnelConfig(name=name, local_port=22, proto="tcp", options=options,
+                           binary=request.settings.binary(via), offline=request.offline), via or request.default_via)
+
+    plan = identity.prepare(path, request.via, dict(request.options), keys, user=request.user, port=request.port,
+                            default_via=request.default_via, check=check_request)
+    if not plan.keys and path:
+        plan.keys = sshd.collect_keys(offline=request.offline)
+    via = plan.via or request.default_via
+    config = sshd.SshdConfig(
+        user=plan.user or request.default_user,
+        port=plan.port,
+        keys=plan.keys,
+        password=request.password,
+        env_names=request.env_names,
+        allow_forwarding=request.allow_forwarding,
+    )
+    host_alias = request.host_alias
+    if host_alias == DEFAULT_HOST_ALIAS and plan.host_alias:
+        host_alias = plan.host_alias
+    for line in plan.report:
+        announce(line)
+    tunnel, server = start_ssh(
+        config, via, options=plan.options, binary=request.settings.binary(via), name=name, host_alias=host_alias,
+        timeout=request.timeout, progress=progress, announce=announce, folder=request.folder,
+        offline=request.offline,
+    )
+    identity.remember(plan, via, server.port, tunnel.public_port)
     return tunnel, server
 
 
