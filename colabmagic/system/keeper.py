@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # typing costs about 1 MB of RSS in every keeper; the annotat
 
 PR_SET_CHILD_SUBREAPER = 36
 HEALTHY_AFTER = 30.0  # seconds of uptime after which the back-off starts again from its floor
+GIVE_UP_RESTARTS = 10  # more restarts than this within GIVE_UP_WINDOW seconds: stop restarting
+GIVE_UP_WINDOW = 120.0
 
 
 def _log(fh: Any, message: str) -> None:
@@ -79,6 +81,7 @@ class Keeper:
         self.stopping = False
         self.child: Optional[Child] = None
         self.restarts = 0
+        self.restart_times: list = []
         self.last_exit: Optional[int] = None
         self.log = open(self.spec["log"], "ab", buffering=0)
 
@@ -144,6 +147,41 @@ class Keeper:
                 pass
             time.sleep(0.05)
 
+    def gave_up(self) -> bool:
+        """After too many restarts in a short time: record "gave-up", tell the user, wait to be stopped.
+
+        A daemon that dies again and again (a bad config, a port someone took)
+        would otherwise be restarted forever with nobody told. The keeper stays,
+        so the service shows as "gave-up" in ``%colabmagic status`` until it is
+        stopped or started again. The event goes through notify.py (loaded by
+        path: this script runs without colabmagic on its path).
+        """
+        now = time.monotonic()
+        window = float(self.spec.get("give_up_window", GIVE_UP_WINDOW))
+        self.restart_times = [t for t in self.restart_times if now - t <= window] + [now]
+        limit = int(self.spec.get("give_up_restarts", GIVE_UP_RESTARTS))
+        if len(self.restart_times) <= limit:
+            return False
+        self.write_run("gave-up")
+        _log(self.log, f"{self.spec['name']} restarted {len(self.restart_times) - 1} times within {window:.0f}s: "
+                       "not restarting it again (start it again, or look at this log)")
+        try:
+            import importlib.util
+
+            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notify.py")
+            module_spec = importlib.util.spec_from_file_location("colabmagic_notify", path)
+            assert module_spec is not None and module_spec.loader is not None
+            notify = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(notify)
+            notify.emit("service_gave_up", home_dir=os.path.dirname(os.path.dirname(self.run_path)), wait=True,
+                        service=self.spec["name"], restarts=len(self.restart_times) - 1, window=window,
+                        last_exit=self.last_exit)
+        except Exception as exc:  # the record above already says it; a notification is extra
+            _log(self.log, f"could not record the give-up event: {type(exc).__name__}")
+        while not self.stopping:
+            self.sleep(3600)
+        return True
+
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.on_signal)
@@ -188,6 +226,8 @@ class Keeper:
             if time.monotonic() - started > HEALTHY_AFTER:
                 backoff = backoff_floor
             self.restarts += 1
+            if self.gave_up():
+                break
             self.write_run("backoff")
             _log(self.log, f"restarting {self.spec['name']} in {backoff:.1f}s (restart {self.restarts})")
             self.sleep(backoff)

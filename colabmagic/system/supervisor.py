@@ -357,7 +357,7 @@ class Launch:
         pause = 0.01  # short at first (most daemons answer within a few hundred ms), then 50 ms
         while True:
             run = service.run()
-            if run.get("status") in ("failed", "exited", "backoff") or proc.poll() is not None:
+            if run.get("status") in ("failed", "exited", "backoff", "gave-up") or proc.poll() is not None:
                 details = service.log_tail()
                 service.stop()
                 code = run.get("last_exit")
@@ -403,7 +403,8 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
     existing = adopt(spec.name)
     if existing is not None:
         same = existing.record().get("fingerprint") == spec.fingerprint()
-        if reuse and same and existing.keeper_alive() and (ready is None or _safe(ready)):
+        gave_up = existing.run().get("status") == "gave-up"  # its keeper waits to be stopped: start afresh
+        if reuse and same and not gave_up and existing.keeper_alive() and (ready is None or _safe(ready)):
             existing.reused = True
             return Launch(existing, ready)
         existing.stop(keep=list(spec.info.get("runtime_dirs") or []))

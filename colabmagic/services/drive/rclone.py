@@ -369,6 +369,7 @@ class RcloneBackend:
         release_until = min(deadline, time.monotonic() + RELEASE_WAIT)
         total = 0
         queue: List[Dict[str, Any]] = []
+        tries_before: Dict[str, int] = {}
         while True:
             try:
                 queue = self._expedite()
@@ -393,7 +394,12 @@ class RcloneBackend:
             if self.progress is not None and queue:
                 self.progress(1 - len(queue) / total, f"{len(queue)} file(s) still uploading")
             failures = _upload_failures(svc.log, log_start)
-            stuck = [i for i in queue if not i.get("uploading") and int(i.get("tries", 0)) >= FAIL_AFTER_TRIES]
+            # Stuck: failed again during this flush, past the limit (tries left over from an earlier, failed
+            # flush alone do not count: the cause may be fixed, and rclone tries again once expedited).
+            for item in queue:
+                tries_before.setdefault(item["name"], int(item.get("tries", 0)))
+            stuck = [i for i in queue if not i.get("uploading") and int(i.get("tries", 0)) >= FAIL_AFTER_TRIES
+                     and int(i.get("tries", 0)) > tries_before[i["name"]]]
             if queue and len(stuck) == len(queue):
                 raise FlushFailed(
                     f"uploads to {self.remote_label} failed",
