@@ -48,8 +48,8 @@ class VncMagics(ColabMagicsBase):
         config=True)
     start_timeout = Float(help="Seconds each step (X server, session, web client) may take to be ready.").tag(
         config=True)
-    locals().update(defaults_from("colabmagic.services.vnc:VncConfig", geometry="geometry", depth="depth",
-                                  display="display", web_port="web_port", start_timeout="timeout"))
+    locals().update(defaults_from("colabmagic.services.vnc:VncConfig", "geometry", "depth", "display", "web_port",
+                                  start_timeout="timeout"))
 
     def __init__(self, shell: Any = None, tunnel_settings: Callable[[], TunnelSettings] = TunnelSettings,
                  **kwargs: Any):

@@ -10,7 +10,6 @@ descriptors the test process did not get back.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Callable, List
 
 from support.fault_helpers import free_display, relay_args, ssh_argv
+from support.files import sha256
 
 from colabmagic.services import aria2 as aria2_service
 from colabmagic.services import drive, sshd, vnc
@@ -27,14 +27,6 @@ from colabmagic.system import procfs, supervisor
 LOGINS = 50
 TRANSFERS = 20
 SIZE = 50 * 1000 * 1000
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def test_parallel_logins_and_transfers_through_the_tunnel(ip, relay, client_key, tmp_path, figures):
@@ -58,7 +50,7 @@ def test_parallel_logins_and_transfers_through_the_tunnel(ip, relay, client_key,
     source = tmp_path / "payload.bin"
     with open(source, "wb") as fh:
         fh.write(os.urandom(SIZE))
-    want = _sha256(source)
+    want = sha256(source)
     target = tmp_path / "received"
     target.mkdir()
     scp = ["scp", "-q"] + base[1:-1]  # the same -F/-o/-i options, scp instead of ssh
@@ -67,7 +59,7 @@ def test_parallel_logins_and_transfers_through_the_tunnel(ip, relay, client_key,
         dest = target / f"copy-{i}.bin"
         r = subprocess.run(scp + [str(source), f"colabmagic:{dest}"], capture_output=True, text=True,
                            timeout=600, stdin=subprocess.DEVNULL)
-        return _sha256(dest) if r.returncode == 0 and dest.exists() else f"failed: {r.stderr.strip()[-200:]}"
+        return sha256(dest) if r.returncode == 0 and dest.exists() else f"failed: {r.stderr.strip()[-200:]}"
 
     start = time.monotonic()
     with ThreadPoolExecutor(TRANSFERS) as pool:
