@@ -261,7 +261,8 @@ class TunnelMagics(ColabMagicsBase):
         via = args.via or self.provider
         tunnel, lab = tunnels.start_jupyter(
             via, options=self._options(args), binary=self._binary(via),
-            name=tunnels.check_name(args.name or "jupyter"), proto=args.proto, timeout=max(self.timeout, 90.0),
+            name=tunnels.check_name(args.name or "jupyter"), proto=args.proto,
+            timeout=max(self.timeout, jupyter.START_TIMEOUT),
             insecure=bool(args.insecure), offline=self.offline,
         )
         self._announce_login_key(tunnel)

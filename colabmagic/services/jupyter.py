@@ -80,7 +80,11 @@ def _port() -> int:
     return probes.free_port()
 
 
-def ensure(root_dir: Optional[str] = None, timeout: float = 90.0) -> JupyterLab:
+# JupyterLab's first start (its extensions, the build check) takes longer than a tunnel agent's.
+START_TIMEOUT = 90.0
+
+
+def ensure(root_dir: Optional[str] = None, timeout: float = START_TIMEOUT) -> JupyterLab:
     """Run (or reuse) JupyterLab on 127.0.0.1 with token auth; returns it with its token."""
     if importlib.util.find_spec("jupyterlab") is None:
         raise ServiceError(f"JupyterLab is not installed for {sys.executable}: run `pip install jupyterlab`")

@@ -340,7 +340,7 @@ def start_jupyter(
     name: str = "jupyter",
     proto: str = "http",
     root_dir: Optional[str] = None,
-    timeout: float = 90.0,
+    timeout: float = jupyter.START_TIMEOUT,
     announce: Announce = _print,
     insecure: bool = False,
     offline: bool = False,
