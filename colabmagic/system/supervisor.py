@@ -128,11 +128,23 @@ def _nudge(keeper: ProcessIdentity) -> None:
         _kill(keeper.pid, signal.SIGUSR1)
 
 
+# Keepers this process started and that may not have said who they are yet (home -> the launcher
+# process, which forks the keeper and exits at once). Process-level bookkeeping, not user state.
+_starting: Dict[str, subprocess.Popen] = {}
+
+
+def _reap() -> None:
+    for home, proc in list(_starting.items()):
+        if proc.poll() is not None:
+            del _starting[home]
+
+
 def _hand_over(service: Service, keeper_spec: Dict[str, Any]) -> Optional[ProcessIdentity]:
-    """Give ``keeper_spec`` to the running keeper, or to a new one; return the keeper's identity.
+    """Give ``keeper_spec`` to the running keeper, or start one; the keeper's identity, None if still starting.
 
     Under the keeper's lock, so a keeper that has just found nothing to do and is
     exiting is never handed work: it exits holding the lock, and a new one starts.
+    A new keeper reads the spec when it starts: nobody waits for it here.
     """
     import fcntl
 
@@ -141,15 +153,18 @@ def _hand_over(service: Service, keeper_spec: Dict[str, Any]) -> Optional[Proces
         fcntl.flock(lock, fcntl.LOCK_EX)
         paths.write_file(service.spec_path, json.dumps(keeper_spec, indent=1))
         keeper = _keeper_identity()
+        if keeper is None and str(paths.home()) in _starting:
+            keeper = _wait_keeper()  # one we started a moment ago: never a second keeper for a home
         if keeper is not None:
             _nudge(keeper)
             return keeper
-        return _start_keeper()
+        _start_keeper()
+        return None
     finally:
         os.close(lock)
 
 
-def _start_keeper() -> Optional[ProcessIdentity]:
+def _start_keeper() -> None:
     try:
         (keeper_dir() / "keeper.json").unlink()
     except FileNotFoundError:
@@ -161,14 +176,24 @@ def _start_keeper() -> Optional[ProcessIdentity]:
             stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True, env=daemon_environment.minimal(), close_fds=True,
         )
-    proc.wait()  # it forks the keeper and exits at once: the keeper is never a child (or zombie) of ours
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    _starting[str(paths.home())] = proc
+
+
+def _wait_keeper(timeout: float = 10.0) -> Optional[ProcessIdentity]:
+    """The identity of the keeper this process started, once it has written it."""
+    deadline = time.monotonic() + timeout
+    while True:
         keeper = _keeper_identity()
-        if keeper is not None:
-            return keeper
+        if keeper is not None or time.monotonic() > deadline:
+            break
         time.sleep(0.002)
-    return None
+    proc = _starting.pop(str(paths.home()), None)
+    if proc is not None:  # it forked the keeper and exits: the keeper is never a child (or zombie) of ours
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _starting[str(paths.home())] = proc
+    return keeper
 
 
 class Service:
@@ -300,6 +325,10 @@ class Service:
             return False
         timeout = float(timeout if timeout is not None else rec.get("spec", {}).get("stop_timeout", 10))
         keeper = self.keeper
+        if keeper is None:  # stopped before its start was waited for: the home's keeper, if it took it
+            current = _keeper_identity()
+            if current is not None and self.run().get("keeper_pid") in (None, current.pid):
+                keeper = current
         child = self.child
         supervised = bool(keeper and keeper.alive() and self.run().get("keeper_pid") in (None, keeper.pid))
         ran = bool(child and child.alive())
@@ -341,6 +370,7 @@ class Service:
                 path.unlink()
             except FileNotFoundError:
                 pass
+        _reap()
         _remove_runtime_dirs(rec, keep)
         _run_stop_hook(rec)
         return ran
@@ -432,8 +462,14 @@ class Launch:
         if not self.started:  # reused: it was already running and ready
             return service
         keeper = service.keeper
+        if keeper is None:  # a keeper started for this service: its identity goes into the record
+            keeper = _wait_keeper()
+            if keeper is not None:
+                rec = service.record()
+                rec["keeper"] = keeper.to_dict()
+                paths.write_file(service.record_path, json.dumps(rec, indent=1, sort_keys=True))
         deadline = time.monotonic() + timeout
-        pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 50 ms
+        pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 20 ms
         while True:
             run = service.run()
             if run.get("status") in ("failed", "exited", "backoff") or keeper is None or not keeper.alive():
@@ -452,7 +488,7 @@ class Launch:
                     f"{service.name} was not ready within {timeout:.0f}s", log=service.log, details=details
                 )
             time.sleep(pause)
-            pause = min(0.05, pause * 1.5)
+            pause = min(0.02, pause * 1.5)
 
     def abort(self) -> None:
         """Stop it (a start that is no longer wanted); a reused service is left running."""
@@ -478,6 +514,7 @@ def start(
 
 def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse: bool = True) -> Launch:
     """Start ``spec`` under the keeper without waiting for it (see ``start`` and ``Launch.wait``)."""
+    _reap()
     existing = adopt(spec.name)
     if existing is not None:
         same = existing.record().get("fingerprint") == spec.fingerprint()
