@@ -4,7 +4,7 @@
 in its own session and forks once more (so it is nobody's child in the
 kernel), so a cell Interrupt or a kernel restart does not reach it. It
 records who it is in ``KEEPER_DIR/keeper.json``. The supervisor asks it for
-work through files and one signal: a ``NAME.spec.json`` in SERVICES_DIR is a
+work through files and one signal: a ``NAME.spec`` (marshal) in SERVICES_DIR is a
 service wanted (its per-start token names the instance), a removed spec is a
 service to stop, and SIGUSR1 says "look again". For each service the keeper
 starts the daemon in a process group of its own (one group signal reaches the
@@ -13,7 +13,7 @@ while the spec says so, stops it with SIGTERM then SIGKILL after its
 ``stop_timeout``, and keeps its run file ``NAME.run.json`` (the daemon's
 identity, restarts, last exit status, state) that the kernel reads. It reaps
 every orphaned descendant (it is a child subreaper). With nothing left to
-run it exits. SIGTERM stops every daemon and then the keeper.
+run for ``IDLE_GRACE`` seconds it exits. SIGTERM stops every daemon and then the keeper.
 
 It waits in ``sigtimedwait`` with its signals blocked: no handler runs at an
 arbitrary point, and an idle keeper spends no CPU.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
-import json
+import marshal
 import os
 import signal
 import sys
@@ -33,13 +33,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs about 1 MB of RSS; the annotations are never evaluated
     from typing import Any, Dict, List, Optional
 
-# Only what supervision needs is imported (no subprocess, no site, no typing): the keeper
-# runs for as long as any service does.
+# Only what supervision needs is imported (no subprocess, no site, no typing, no json: it imports
+# re and enum, a third of the keeper's start-up): the keeper runs for as long as any service does, and
+# the first service of a home waits for it to start. Specs come as marshal data; the files the kernel
+# reads are written as JSON by _dump.
 
 PR_SET_CHILD_SUBREAPER = 36
 HEALTHY_AFTER = 30.0  # seconds of uptime after which the back-off starts again from its floor
+IDLE_GRACE = 2.0  # seconds an idle keeper waits for work before it exits
 SIGNALS = (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-SPEC_SUFFIX = ".spec.json"
+SPEC_SUFFIX = ".spec"
 # States in which the keeper runs nothing for the service and will not start it again by itself.
 TERMINAL = ("failed", "exited", "stopped")
 
@@ -53,12 +56,43 @@ def _start_time(pid: int) -> Optional[int]:
     return int(text.rpartition(")")[2].split()[19])
 
 
+def _char(ch: str) -> str:
+    if " " <= ch < "\x7f" and ch not in '"\\':
+        return ch
+    code = ord(ch)
+    if code > 0xFFFF:  # a surrogate pair, as JSON spells it
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def _dump(value: Any) -> str:
+    """JSON for the keeper's own plain data (str, int, float, bool, None, list, dict with str keys)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + "".join(map(_char, value)) + '"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_dump(str(k))}: {_dump(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(_dump(v) for v in value) + "]"
+
+
 def _write_json(path: str, data: Dict[str, Any]) -> None:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
+        fh.write(_dump(data))
     os.replace(tmp, path)
+
+
+def _load_spec(path: str) -> Dict[str, Any]:
+    with open(path, "rb") as fh:
+        spec = marshal.load(fh)
+    if not isinstance(spec, dict):
+        raise ValueError(path)
+    return spec
 
 
 def spawn(argv: list, env: Dict[str, str], log_path: str) -> int:
@@ -102,12 +136,12 @@ class Service:
 
 
 class Keeper:
-    def __init__(self, services_dir: str, keeper_dir: str):
+    def __init__(self, services_dir: str, keeper_dir: str, tell: int = -1):
         self.dir = os.path.abspath(services_dir)
         self.keeper_dir = os.path.abspath(keeper_dir)
         self.services: Dict[str, Service] = {}
         self.shutting_down = False
-        self.identity: Dict[str, Any] = {}
+        self.tell = tell  # closed once keeper.json is written
 
     # --- files ---------------------------------------------------------------
     def _path(self, name: str, suffix: str) -> str:
@@ -155,22 +189,25 @@ class Keeper:
             if not entry.endswith(SPEC_SUFFIX):
                 continue
             try:
-                with open(os.path.join(self.dir, entry)) as fh:
-                    spec = json.load(fh)
+                spec = _load_spec(os.path.join(self.dir, entry))
                 name, token = spec["name"], spec["token"]
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, EOFError, KeyError, TypeError):
                 continue
             known = self.services.get(name)
             if known is None or known.token != token:
                 # A spec whose run file another keeper wrote (one that was killed) is not ours to start
                 # a second time: its daemon may still run, and the kernel restarts it under us.
-                try:
-                    with open(self._path(name, ".run.json")) as fh:
-                        run = json.load(fh)
-                    if run.get("token") == token and run.get("keeper_pid") != os.getpid():
-                        continue
-                except (OSError, ValueError, AttributeError):
-                    pass
+                run_path = self._path(name, ".run.json")
+                if os.path.exists(run_path):  # rare (a kernel removes it before a start): json only then
+                    import json
+
+                    try:
+                        with open(run_path) as fh:
+                            run = json.load(fh)
+                        if run.get("token") == token and run.get("keeper_pid") != os.getpid():
+                            continue
+                    except (OSError, ValueError, AttributeError):
+                        pass
             found[name] = spec
         return found
 
@@ -189,9 +226,8 @@ class Keeper:
 
     def still_wanted(self, svc: Service) -> bool:
         try:
-            with open(self._path(svc.name, SPEC_SUFFIX)) as fh:
-                return bool(json.load(fh).get("token") == svc.token)
-        except (OSError, ValueError, AttributeError):
+            return bool(_load_spec(self._path(svc.name, SPEC_SUFFIX)).get("token") == svc.token)
+        except (OSError, ValueError, EOFError):
             return False
 
     def start(self, svc: Service) -> None:
@@ -293,25 +329,29 @@ class Keeper:
             return False
         try:
             with open(os.path.join(self.keeper_dir, "keeper.json")) as fh:
-                if json.load(fh).get("pid") == os.getpid():
-                    os.unlink(os.path.join(self.keeper_dir, "keeper.json"))
-        except (OSError, ValueError, AttributeError):
+                mine = fh.read().startswith(_dump({"pid": os.getpid()})[:-1] + ",")
+            if mine:
+                os.unlink(os.path.join(self.keeper_dir, "keeper.json"))
+        except OSError:
             pass
         return True  # exits with the lock held: released once the process is gone
 
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # caught (never runs: blocked), so it is queued
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
         os.chdir("/")
         me = os.getpid()
         _write_json(os.path.join(self.keeper_dir, "keeper.json"),
                     {"pid": me, "start_time": _start_time(me), "cmdline": _cmdline(me)})
-        self.scan()
+        if self.tell >= 0:
+            os.close(self.tell)
+        self.scan()  # first: the service that made the kernel start this keeper waits for it
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # applies to the daemons already started too
+        except (OSError, AttributeError):
+            pass
+        idle_since = time.monotonic()
         while True:
             self.reap()
             count = len(self.services)
@@ -319,10 +359,18 @@ class Keeper:
             if len(self.services) < count and not self.shutting_down:
                 self.scan()  # a service replaced under the same name starts once the old one is gone
                 continue
-            if wait is None and not self.services:
-                if self.shutting_down or self.nothing_left():
+            if self.services:
+                idle_since = time.monotonic()
+            elif wait is None:
+                # Idle: exit after a short grace, so a start that comes right after (or a keeper started
+                # ahead of its first service) does not pay for a new one.
+                left = IDLE_GRACE - (time.monotonic() - idle_since)
+                if self.shutting_down or (left <= 0 and self.nothing_left()):
                     return 0
-                continue
+                if left > 0:
+                    wait = left
+                else:
+                    continue
             info = signal.sigtimedwait(SIGNALS, wait) if wait is not None else signal.sigwaitinfo(SIGNALS)
             if info is None or info.si_signo == signal.SIGCHLD:
                 continue
@@ -340,9 +388,15 @@ def main(argv: list) -> int:
     if len(argv) != 3:
         print("usage: keeper.py SERVICES_DIR KEEPER_DIR", file=sys.stderr)
         return 2
-    if os.fork() > 0:  # the supervisor reaps this parent at once; the keeper is nobody's child in the kernel
+    # The keeper is nobody's child in the kernel: this parent exits (and the supervisor reaps it) once
+    # the keeper has written keeper.json, or has died; so its exit tells the supervisor "ask keeper.json".
+    told, tell = os.pipe()
+    if os.fork() > 0:
+        os.close(tell)
+        os.read(told, 1)
         os._exit(0)
-    return Keeper(argv[1], argv[2]).run()
+    os.close(told)
+    return Keeper(argv[1], argv[2], tell).run()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ a small process in its own session that the first start launches and that
 exits once nothing is left to run. A daemon logs to
 ``$COLABMAGIC_HOME/logs/NAME.log`` and is recorded in
 ``$COLABMAGIC_HOME/services/NAME.json`` (what was started and why), its
-keeper spec ``NAME.spec.json`` (present while it is wanted) and the keeper's
+keeper spec ``NAME.spec`` (present while it is wanted) and the keeper's
 run file ``NAME.run.json`` (what is running now). A new kernel re-adopts a
 service when the recorded keeper or daemon is still the same process
 (pid + start time + command line). Every process we start carries a
@@ -18,6 +18,7 @@ process that lacks the token. Daemons start with a minimal environment
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import secrets
 import shutil
@@ -151,7 +152,7 @@ def _hand_over(service: Service, keeper_spec: Dict[str, Any]) -> Optional[Proces
     lock = os.open(keeper_dir() / "keeper.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        paths.write_file(service.spec_path, json.dumps(keeper_spec, indent=1))
+        paths.write_file(service.spec_path, marshal.dumps(keeper_spec))
         keeper = _keeper_identity()
         if keeper is None and str(paths.home()) in _starting:
             keeper = _wait_keeper()  # one we started a moment ago: never a second keeper for a home
@@ -160,6 +161,21 @@ def _hand_over(service: Service, keeper_spec: Dict[str, Any]) -> Optional[Proces
             return keeper
         _start_keeper()
         return None
+    finally:
+        os.close(lock)
+
+
+def warm_up() -> None:
+    """Start the home's keeper now if none runs, without waiting for it: a start that follows
+    shortly (within the keeper's idle grace) finds it up instead of waiting for an interpreter."""
+    import fcntl
+
+    _reap()
+    lock = os.open(keeper_dir() / "keeper.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _keeper_identity() is None and str(paths.home()) not in _starting:
+            _start_keeper()
     finally:
         os.close(lock)
 
@@ -180,20 +196,14 @@ def _start_keeper() -> None:
 
 
 def _wait_keeper(timeout: float = 10.0) -> Optional[ProcessIdentity]:
-    """The identity of the keeper this process started, once it has written it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        keeper = _keeper_identity()
-        if keeper is not None or time.monotonic() > deadline:
-            break
-        time.sleep(0.002)
+    """The home's keeper; one this process started is waited for until it has said who it is."""
     proc = _starting.pop(str(paths.home()), None)
-    if proc is not None:  # it forked the keeper and exits: the keeper is never a child (or zombie) of ours
+    if proc is not None:  # it exits once the keeper (never a child, nor a zombie, of ours) wrote keeper.json
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _starting[str(paths.home())] = proc
-    return keeper
+    return _keeper_identity()
 
 
 class Service:
@@ -214,7 +224,7 @@ class Service:
 
     @property
     def spec_path(self) -> Path:
-        return services_dir() / f"{self.name}.spec.json"
+        return services_dir() / f"{self.name}.spec"  # marshal: the keeper reads it without importing json
 
     @property
     def log(self) -> Path:

@@ -253,6 +253,7 @@ def start_ssh(
     probe = TunnelConfig(name=name, local_port=sshd_config.port or 22, proto="tcp",
                          options=dict(options or {}), binary=binary)
     check(probe, via)
+    supervisor.warm_up()  # the keeper's interpreter starts while the host key and the agent's files are made
     # sshd and the agent come up side by side: the agent only forwards to sshd's port, so it starts
     # (and connects to the relay) as soon as the port is known, while sshd's config is written and checked.
     agents: List[TunnelLaunch] = []
