@@ -13,7 +13,7 @@ while the spec says so, stops it with SIGTERM then SIGKILL after its
 ``stop_timeout``, and keeps its run file ``NAME.run.json`` (the daemon's
 identity, restarts, last exit status, state) that the kernel reads. It reaps
 every orphaned descendant (it is a child subreaper). With nothing left to
-run for ``IDLE_GRACE`` seconds it exits. SIGTERM stops every daemon and then the keeper.
+run it exits (one started ahead of its first service waits ``IDLE_GRACE`` for it). SIGTERM stops every daemon and then the keeper.
 
 It waits in ``sigtimedwait`` with its signals blocked: no handler runs at an
 arbitrary point, and an idle keeper spends no CPU.
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # typing costs about 1 MB of RSS; the annotations are never e
 
 PR_SET_CHILD_SUBREAPER = 36
 HEALTHY_AFTER = 30.0  # seconds of uptime after which the back-off starts again from its floor
-IDLE_GRACE = 2.0  # seconds an idle keeper waits for work before it exits
+IDLE_GRACE = 2.0  # seconds a keeper started ahead of its first service waits for it
 SIGNALS = (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SPEC_SUFFIX = ".spec"
 # States in which the keeper runs nothing for the service and will not start it again by itself.
@@ -351,7 +351,8 @@ class Keeper:
             libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # applies to the daemons already started too
         except (OSError, AttributeError):
             pass
-        idle_since = time.monotonic()
+        born = time.monotonic()
+        had_work = bool(self.services)
         while True:
             self.reap()
             count = len(self.services)
@@ -359,17 +360,17 @@ class Keeper:
             if len(self.services) < count and not self.shutting_down:
                 self.scan()  # a service replaced under the same name starts once the old one is gone
                 continue
-            if self.services:
-                idle_since = time.monotonic()
-            elif wait is None:
-                # Idle: exit after a short grace, so a start that comes right after (or a keeper started
-                # ahead of its first service) does not pay for a new one.
-                left = IDLE_GRACE - (time.monotonic() - idle_since)
+            had_work = had_work or bool(self.services)
+            if not self.services and wait is None:
+                # Nothing to run: leave at once (a stop leaves nothing behind), except a keeper started
+                # ahead of its first service, which waits for it a short while.
+                left = 0.0 if had_work else IDLE_GRACE - (time.monotonic() - born)
                 if self.shutting_down or (left <= 0 and self.nothing_left()):
                     return 0
                 if left > 0:
                     wait = left
                 else:
+                    had_work = bool(self.services)
                     continue
             info = signal.sigtimedwait(SIGNALS, wait) if wait is not None else signal.sigwaitinfo(SIGNALS)
             if info is None or info.si_signo == signal.SIGCHLD:

@@ -180,6 +180,12 @@ def warm_up() -> None:
         os.close(lock)
 
 
+def settle() -> None:
+    """Reap the launcher of a keeper this process started ahead of a start that then failed
+    (it exits as soon as the keeper has said who it is): no zombie is left in the kernel."""
+    _wait_keeper()
+
+
 def _start_keeper() -> None:
     try:
         (keeper_dir() / "keeper.json").unlink()
@@ -380,6 +386,11 @@ class Service:
                 path.unlink()
             except FileNotFoundError:
                 pass
+        if keeper is not None and not any(services_dir().glob("*.spec")):
+            # The last service: the keeper leaves too, and a stop leaves nothing of ours behind.
+            end = time.monotonic() + 2
+            while time.monotonic() < end and keeper.alive():
+                time.sleep(0.005)
         _reap()
         _remove_runtime_dirs(rec, keep)
         _run_stop_hook(rec)

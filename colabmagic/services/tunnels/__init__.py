@@ -275,6 +275,7 @@ def start_ssh(
     except BaseException:
         for started in agents:
             started.abort()  # no tunnel to an sshd that did not start
+        supervisor.settle()
         raise
     agent = agents[0]
     try:
