@@ -1,5 +1,6 @@
 """Row 4: downloads. ``%aria2 add --wait`` against plain ``aria2c`` over HTTP, and a magnet from a
-local swarm against a python-libtorrent script like the Torrent-to-Drive notebooks.
+local swarm against a python-libtorrent script like the Torrent-to-Drive notebooks and against
+``aria2c MAGNET`` alone (the engine colabmagic runs, with nothing of colabmagic around it).
 
 The HTTP server (colabmagic.demo.webserver) runs in its own process so it
 does not share the benchmark's interpreter lock. The swarm is
@@ -132,7 +133,7 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
             finally:
                 server.stop()
         if "torrent" in rows:
-            results.append(_torrent(ctx, payload, ours_dir, theirs_dir))
+            results.extend(_torrent(ctx, payload, ours_dir, theirs_dir))
     finally:
         stop_services()
     return results
@@ -162,7 +163,7 @@ def _latency(ctx: Context) -> Result:
                   theirs_label="one JSON-RPC `aria2.tellActive`")
 
 
-def _torrent(ctx: Context, payload: Path, ours_dir: Path, theirs_dir: Path) -> Result:
+def _torrent(ctx: Context, payload: Path, ours_dir: Path, theirs_dir: Path) -> List[Result]:
     from colabmagic.demo.swarm import LocalSwarm
 
     if not Path("/usr/bin/python3").exists() or subprocess.run(
@@ -184,9 +185,23 @@ def _torrent(ctx: Context, payload: Path, ours_dir: Path, theirs_dir: Path) -> R
             _check(theirs_dir / payload.name, size)
             return took
 
+        def aria2c_alone() -> float:
+            _empty(theirs_dir)
+            # aria2c as a user would run it by hand, with the swarm's tracker from the magnet and, as in
+            # the daemon under COLABMAGIC_OFFLINE, no DHT, LPD or peer exchange (loopback only).
+            took = timed(lambda: run_quiet(["aria2c", "--no-conf=true", f"--dir={theirs_dir}", "--seed-time=0",
+                                            "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
+                                            "--enable-peer-exchange=false", "--console-log-level=warn",
+                                            "--summary-interval=0", "--", swarm.magnet], timeout=2000))
+            _check(theirs_dir / payload.name, size)
+            return took
+
         mine, recipe = measure(ctx.runs, ours, theirs)
+        mine_alone, alone = measure(ctx.runs, ours, aria2c_alone)
     finally:
         swarm.stop()
-    return Result(row="aria2, magnet", what=f"{size / (1 << 30):.2f} GiB from a local swarm (1 seeder)",
-                  ours=mine, theirs=recipe, ours_label="`%aria2 add MAGNET --wait`",
-                  theirs_label="python-libtorrent script")
+    what = f"{size / (1 << 30):.2f} GiB from a local swarm (1 seeder)"
+    return [Result(row="aria2, magnet", what=what, ours=mine, theirs=recipe, ours_label="`%aria2 add MAGNET --wait`",
+                   theirs_label="python-libtorrent script"),
+            Result(row="aria2, magnet (aria2c)", what=what, ours=mine_alone, theirs=alone,
+                   ours_label="`%aria2 add MAGNET --wait`", theirs_label="`aria2c MAGNET`, DHT/LPD/PEX off")]

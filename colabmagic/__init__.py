@@ -24,7 +24,7 @@ MAGICS = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register colabmagic's magics; running it again re-registers the same instances harmlessly."""
-    from .magics.base import ensure_state_before_cells, get_state
+    from .magics.base import ensure_state_before_cells, get_state, show_events_after_cells
 
     for module_name, class_name in MAGICS:
         if importlib.util.find_spec(module_name) is None:
@@ -33,6 +33,7 @@ def load_ipython_extension(ipython: Any) -> None:
         ipython.register_magics(getattr(module, class_name))
     get_state(ipython)
     ensure_state_before_cells(ipython)
+    show_events_after_cells(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -61,6 +61,9 @@ def status_table(drive_mountpoints: Sequence[str] = ()) -> display.Table:
         info = svc.info
         address = info.get("address", "")
         public = info.get("public_url") or info.get("public", "")
+        if info.get("kind") == "drive-background":  # its last verified time, files and last failure
+            syncer = importlib.import_module(DOMAINS["drive"] + ".background").current()
+            public = syncer.summary() if syncer is not None else ""
         rows.append(
             [
                 svc.name,

@@ -17,13 +17,14 @@ from typing import Any, Callable, List, Optional
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
-from traitlets import Bool, observe
+from traitlets import Bool, TraitError, Unicode, observe, validate
 
 from .. import display
 from ..state import ColabMagicState
 from ..system import paths
 
 STATE_NAME = "_colabmagic"
+SHOWN_EVENTS = 10  # events printed under one cell; the rest are counted
 
 
 def get_state(shell: Any) -> ColabMagicState:
@@ -65,6 +66,31 @@ def ensure_state_before_cells(shell: Any) -> None:
         get_state(shell)
 
     shell.events.register("pre_run_cell", rebuild)
+
+
+def show_events_after_cells(shell: Any) -> None:
+    """After each cell, print the events (system/notify.py) recorded since the last look: a background
+    sync that failed, a download that finished, a tunnel's new address, a daemon that gave up."""
+    from ..system import notify
+
+    callbacks = shell.events.callbacks["post_run_cell"]
+    for cb in list(callbacks):
+        if getattr(cb, "__qualname__", "") == "show_events_after_cells.<locals>.show":
+            callbacks.remove(cb)
+    offset = [notify.end_offset()]  # what happened before this kernel loaded colabmagic is not replayed
+
+    def show(*_info: Any) -> None:
+        try:
+            events, offset[0] = notify.read_since(offset[0])
+        except Exception:  # never let a look at the events break the user's cell
+            return
+        fresh = [e for e in events if not (e.get("shown") and e.get("pid") == os.getpid())]  # printed already
+        for event in fresh[:SHOWN_EVENTS]:
+            print(f"colabmagic: {event.get('message', event.get('event'))}")
+        if len(fresh) > SHOWN_EVENTS:
+            print(f"colabmagic: ... and {len(fresh) - SHOWN_EVENTS} more events in {notify.events_path()}")
+
+    shell.events.register("post_run_cell", show)
 
 
 class ColabArgumentParser(MagicArgumentParser):
@@ -112,10 +138,48 @@ class ColabMagicsBase(Magics):
         "The environment variable COLABMAGIC_OFFLINE=1 does the same.",
     ).tag(config=True)
 
+    notify = Unicode(
+        "off",
+        help="Notifications of events nobody may be watching (a background Drive sync failed or recovered, an "
+        "aria2 download finished or failed, a tunnel's address changed, a daemon gave up restarting): 'on' "
+        "POSTs each as JSON to the webhook URL (an ntfy topic URL works) held by the secret COLABMAGIC_NOTIFY_URL "
+        "(environment, Colab Secrets or Kaggle Secrets); a secret's name uses that secret; 'off' stops. Never "
+        "the URL itself: it is a secret.",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         if shell is not None:
             get_state(shell)
+
+    # Every colabmagic class sees a change of this setting; the one behind %colabmagic acts on it (and says
+    # so, or why not) once. %config shows an error as one logged line.
+    @validate("notify")
+    def _check_notify(self, proposal: Any) -> str:
+        from ..system import notify
+
+        if not self._acts_on_notify():
+            return str(proposal["value"])
+        try:
+            return notify.check_setting(str(proposal["value"]))
+        except ValueError as err:
+            raise TraitError(str(err)) from None
+
+    @observe("notify")
+    def _notify_changed(self, change: Any) -> None:
+        from ..system import notify
+
+        if self._acts_on_notify():
+            print(notify.configure(change["new"]))
+
+    def _acts_on_notify(self) -> bool:
+        """Only the %colabmagic instance the shell has registered now: an instance left from an earlier
+        load (IPython keeps every Magics instance among the shell's configurables) stays quiet."""
+        if type(self).__name__ != "ColabMagics":
+            return False
+        manager = getattr(self.shell, "magics_manager", None)
+        registry = getattr(manager, "registry", None)
+        return registry is None or registry.get("ColabMagics") is self
 
     @observe("offline")
     def _offline_changed(self, change: Any) -> None:

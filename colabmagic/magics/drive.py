@@ -10,6 +10,7 @@ from traitlets import Float, Unicode
 from .base import ColabMagicsBase, help_on_demand, lazy_import, make_parser
 
 drive = lazy_import("colabmagic.services.drive")
+background = lazy_import("colabmagic.services.drive.background")
 
 parser = make_parser(
     "drive_sync",
@@ -26,6 +27,10 @@ parser.add_argument("--timeout", type=float, default=None, metavar="SEC",
                     help="the most the flush and verification may take (default: DriveMagics.timeout)")
 parser.add_argument("--no-verify", action="store_true", help="flush and remount without checking the remote")
 parser.add_argument("--unmount", action="store_true", help="line form: flush, verify and leave it unmounted")
+parser.add_argument("--every", default=None, metavar="INTERVAL|now|off",
+                    help="line form: a supervised background syncer runs a verified sync every INTERVAL (30s, "
+                    "10m, 1h); now: one at once; off: stop it. With it, --path may name a SUBFOLDER of the "
+                    "mountpoint to sync alone. rclone backend only")
 
 
 @magics_class
@@ -71,6 +76,11 @@ class DriveMagics(ColabMagicsBase):
         args = self.parse(parser, line)
         if args is None:
             return None
+        if args.every is not None:
+            if cell is not None:
+                parser.error("--every is a line option: %drive_sync --every 10m (then run your cells as usual)")
+            path, args.mountpoint = args.mountpoint, None  # with --every, --path may be a subfolder
+            return background.every(self.drive_config(args), args.every, path or "")
         config = self.drive_config(args)
         bar = self.progress("drive_sync")
         if cell is not None:

@@ -40,11 +40,11 @@ if TYPE_CHECKING:  # typing costs about 1 MB of RSS; the annotations are never e
 
 PR_SET_CHILD_SUBREAPER = 36
 HEALTHY_AFTER = 30.0  # seconds of uptime after which the back-off starts again from its floor
+GIVE_UP_RESTARTS = 10  # more restarts than this within GIVE_UP_WINDOW seconds: stop restarting
+GIVE_UP_WINDOW = 120.0
 IDLE_GRACE = 2.0  # seconds a keeper started ahead of its first service waits for it
 SIGNALS = (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 SPEC_SUFFIX = ".spec"
-# States in which the keeper runs nothing for the service and will not start it again by itself.
-TERMINAL = ("failed", "exited", "stopped")
 
 
 def _start_time(pid: int) -> Optional[int]:
@@ -128,6 +128,7 @@ class Service:
         self.pid: Optional[int] = None  # the daemon while it runs (not yet reaped)
         self.status = "starting"
         self.restarts = 0
+        self.restart_times: List[float] = []
         self.last_exit: Optional[int] = None
         self.started = 0.0
         self.backoff = float(spec.get("backoff_min", 0.5))
@@ -273,10 +274,54 @@ class Keeper:
         if time.monotonic() - svc.started > HEALTHY_AFTER:
             svc.backoff = float(svc.spec.get("backoff_min", 0.5))
         svc.restarts += 1
+        if self.gave_up(svc):
+            return
         self.write_run(svc, "backoff")
         self.log(svc, f"restarting {svc.name} in {svc.backoff:.1f}s (restart {svc.restarts})")
         svc.restart_at = time.monotonic() + svc.backoff
         svc.backoff = min(svc.backoff * 2, float(svc.spec.get("backoff_max", 10.0)))
+
+    def gave_up(self, svc: Service) -> bool:
+        """After too many restarts in a short time: record "gave-up" and tell the user; no more restarts.
+
+        A daemon that dies again and again (a bad config, a port someone took)
+        would otherwise be restarted forever with nobody told. The keeper keeps
+        the service, shown as "gave-up" in ``%colabmagic status``, until it is
+        stopped or started again.
+        """
+        now = time.monotonic()
+        window = float(svc.spec.get("give_up_window", GIVE_UP_WINDOW))
+        svc.restart_times = [t for t in svc.restart_times if now - t <= window] + [now]
+        restarts = len(svc.restart_times) - 1
+        if restarts < int(svc.spec.get("give_up_restarts", GIVE_UP_RESTARTS)):
+            return False
+        self.write_run(svc, "gave-up")
+        self.log(svc, f"{svc.name} restarted {restarts} times within {window:.0f}s: "
+                      "not restarting it again (start it again, or look at this log)")
+        self.announce(svc, restarts, window)
+        return True
+
+    def announce(self, svc: Service, restarts: int, window: float) -> None:
+        """The service_gave_up event (events.jsonl, and the webhook when one is set), sent by a forked
+        child: the keeper goes on supervising the others meanwhile, and never loads notify.py itself
+        (it runs without colabmagic on its path, so the module is loaded by its file)."""
+        if os.fork() != 0:
+            return  # the child is reaped with the other orphans
+        code = 0
+        try:
+            import importlib.util
+
+            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notify.py")
+            module_spec = importlib.util.spec_from_file_location("colabmagic_notify", path)
+            assert module_spec is not None and module_spec.loader is not None
+            notify = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(notify)
+            notify.emit("service_gave_up", home_dir=os.path.dirname(self.dir), wait=True, service=svc.name,
+                        restarts=restarts, window=window, last_exit=svc.last_exit)
+        except BaseException as exc:  # the run file and the log already say it; a notification is extra
+            self.log(svc, f"could not record the give-up event: {type(exc).__name__}")
+            code = 1
+        os._exit(code)
 
     # --- the loop --------------------------------------------------------------
     def reap(self) -> None:

@@ -493,7 +493,8 @@ class Launch:
         pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 20 ms
         while True:
             run = service.run()
-            if run.get("status") in ("failed", "exited", "backoff") or keeper is None or not keeper.alive():
+            if run.get("status") in ("failed", "exited", "backoff", "gave-up") or keeper is None \
+                    or not keeper.alive():
                 details = service.log_tail()
                 service.stop()
                 code = run.get("last_exit")
@@ -539,7 +540,8 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
     existing = adopt(spec.name)
     if existing is not None:
         same = existing.record().get("fingerprint") == spec.fingerprint()
-        if reuse and same and existing.keeper_alive() and (ready is None or _safe(ready)):
+        gave_up = existing.run().get("status") == "gave-up"  # its keeper waits to be stopped: start afresh
+        if reuse and same and not gave_up and existing.keeper_alive() and (ready is None or _safe(ready)):
             existing.reused = True
             return Launch(existing, ready)
         existing.stop(keep=list(spec.info.get("runtime_dirs") or []))

@@ -160,6 +160,7 @@ def options_for(config: Aria2Config, port: int) -> List[Tuple[str, str]]:
         ("follow-torrent", "true" if bt else "false"),
         ("follow-metalink", "true"),
         ("on-download-complete", str(placement.hook_path())),
+        ("on-download-error", str(placement.error_hook_path())),
         ("console-log-level", "notice"),
         ("show-console-readout", "false"),
         ("summary-interval", "0"),

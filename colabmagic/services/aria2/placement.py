@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ...system import paths
 
 HOOK_NAME = "on-download-complete"
+ERROR_HOOK_NAME = "on-download-error"
 
 
 def staging_root() -> Path:
@@ -124,12 +125,20 @@ def hook_path() -> Path:
     return paths.subdir("aria2") / HOOK_NAME
 
 
+def error_hook_path() -> Path:
+    return paths.subdir("aria2") / ERROR_HOOK_NAME
+
+
 def install_hook() -> Path:
-    """Write the completion hook as an executable file of ours (no shell involved when aria2 runs it)."""
+    """Write the completion and error hooks as executable files of ours (no shell involved when aria2 runs
+    them), and notify.py beside them for the events they record."""
     source = Path(__file__).with_name("hook.py").read_text()
     script = f"#!{sys.executable} -I\n" + source
     path = hook_path()
     paths.write_file(path, script, mode=0o700)
+    paths.write_file(error_hook_path(), script, mode=0o700)
+    notify_source = Path(__file__).resolve().parents[2] / "system" / "notify.py"
+    paths.write_file(path.with_name("colabmagic_notify.py"), notify_source.read_text(), mode=0o600)
     return path
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import ColabMagicError, ServiceError
-from ...system import installer, paths, probes, secrets, supervisor
+from ...system import daemon_environment, installer, paths, probes, secrets, supervisor
 from . import tracking, writers
 from .config import DriveConfig
 
@@ -296,6 +296,7 @@ class RcloneBackend:
         spec = supervisor.ServiceSpec(
             name=MOUNT_SERVICE,
             argv=[sys.executable, "-I", LAUNCHER, mp] + argv,
+            env=_fuse2_path(),
             restart=True,
             stop_timeout=20.0,
             info={"group": "drive", "address": f"127.0.0.1:{port}", "rc_port": port,
@@ -368,6 +369,7 @@ class RcloneBackend:
         release_until = min(deadline, time.monotonic() + RELEASE_WAIT)
         total = 0
         queue: List[Dict[str, Any]] = []
+        tries_before: Dict[str, int] = {}
         while True:
             try:
                 queue = self._expedite()
@@ -392,7 +394,12 @@ class RcloneBackend:
             if self.progress is not None and queue:
                 self.progress(1 - len(queue) / total, f"{len(queue)} file(s) still uploading")
             failures = _upload_failures(svc.log, log_start)
-            stuck = [i for i in queue if not i.get("uploading") and int(i.get("tries", 0)) >= FAIL_AFTER_TRIES]
+            # Stuck: failed again during this flush, past the limit (tries left over from an earlier, failed
+            # flush alone do not count: the cause may be fixed, and rclone tries again once expedited).
+            for item in queue:
+                tries_before.setdefault(item["name"], int(item.get("tries", 0)))
+            stuck = [i for i in queue if not i.get("uploading") and int(i.get("tries", 0)) >= FAIL_AFTER_TRIES
+                     and int(i.get("tries", 0)) > tries_before[i["name"]]]
             if queue and len(stuck) == len(queue):
                 raise FlushFailed(
                     f"uploads to {self.remote_label} failed",
@@ -468,6 +475,27 @@ def _upload_failures(log: Path, since: int) -> Dict[str, str]:
             found[m.group("name")] = m.group("why").replace(
                 "vfs cache: failed to transfer file from cache to remote: ", "")
     return found
+
+
+def _fuse2_path() -> Dict[str, str]:
+    """rclone 1.62 and later run ``fusermount3`` by that name (bazil/fuse issue 298), which fuse 2
+    (Colab's and Kaggle's ``fuse`` package) does not have. Its ``fusermount`` speaks the same
+    protocol, so with fuse 2 alone rclone gets a private folder, first on its PATH, whose
+    ``fusermount3`` is a link to it. The system's /bin is never changed."""
+    if shutil.which("fusermount3") or os.access("/bin/fusermount3", os.X_OK):
+        return {}
+    tool = installer.fusermount()
+    if tool is None:
+        return {}
+    shim = drive_dir() / "fuse2-bin"
+    shim.mkdir(mode=0o700, exist_ok=True)
+    link = shim / "fusermount3"
+    if not (link.is_symlink() and os.readlink(link) == tool):
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(tool)
+    path = daemon_environment.minimal().get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    return {"PATH": f"{shim}:{path}"}
 
 
 def _lazy_unmount(mountpoint: str) -> None:

@@ -27,6 +27,7 @@ from . import config as config_defaults
 from . import tracking, writers
 from .colab import ColabBackend
 from .config import DriveConfig
+from .lock import LockTimeout, flush_lock
 from .rclone import FlushFailed, FlushTimeout, RcloneBackend
 from .report import (
     FAILED,
@@ -79,11 +80,12 @@ class DriveMount:
     mounted: bool
     pid: Optional[int] = None
     last_sync: str = ""
+    background: str = ""  # the background syncer (%drive_sync --every), one line
 
     def fields(self) -> List[Tuple[str, Any]]:
         return [("backend", self.backend), ("mountpoint", self.mountpoint), ("remote", self.remote),
                 ("mounted", "yes" if self.mounted else "no (guarded)"), ("pid", self.pid),
-                ("last sync", self.last_sync or "never")]
+                ("last sync", self.last_sync or "never"), ("background sync", self.background or "off")]
 
     def __repr__(self) -> str:
         return display.card_text("Drive mount", self.fields())
@@ -108,8 +110,11 @@ def current() -> Optional[DriveMount]:
 
         svc = supervisor.adopt(MOUNT_SERVICE)
         pid = svc.pid if svc else None
+    from . import background
+
+    syncer = background.current()
     return DriveMount(str(data.get("backend")), mp, str(data.get("remote", "")), mounted, pid,
-                      str(data.get("last_sync", "")))
+                      str(data.get("last_sync", "")), syncer.summary() if syncer and syncer.running else "")
 
 
 def guards(mountpoints: Sequence[str] = ()) -> List[Tuple[str, str]]:
@@ -148,6 +153,10 @@ def unmount(config: DriveConfig, progress: Optional[Progress] = None, credential
     return sync(config, unmount=True, progress=progress, credentials=credentials)
 
 
+class WritersBusy(ColabMagicError):
+    """Files under the mountpoint are open for writing (the background syncer tries again shortly)."""
+
+
 def sync(
     config: DriveConfig,
     unmount: bool = False,
@@ -158,9 +167,18 @@ def sync(
 
     Returns a SyncReport; raises DriveSyncError (``.report`` attached)
     naming every file that did not reach the remote, DriveSyncTimeout when
-    the timeout ran out first.
+    the timeout ran out first. One sync of a mountpoint runs at a time
+    (lock.py): this waits for another (the background syncer's) to end.
     """
     cfg = config.resolved()
+    try:
+        with flush_lock(cfg.mountpoint, time.monotonic() + cfg.timeout):
+            return _sync(cfg, unmount, progress, credentials)
+    except LockTimeout as err:
+        raise DriveSyncTimeout(f"drive_sync timed out: {err}")
+
+
+def _sync(cfg: DriveConfig, unmount: bool, progress: Optional[Progress], credentials: Any) -> SyncReport:
     backend = backend_for(cfg, progress, credentials)
     mp = cfg.mountpoint
     started = time.monotonic()
@@ -206,7 +224,7 @@ def sync(
         holders = [h for h in writers.open_for_writing(mp) if h[0] != aria_pid]
         if holders:
             listing = ", ".join(f"{path} (pid {pid} {prog})" for pid, prog, path in holders[:10])
-            raise ColabMagicError(f"files under {mp} are still open for writing; close them first: {listing}")
+            raise WritersBusy(f"files under {mp} are still open for writing; close them first: {listing}")
         algo, method, expected = _expected(backend, cfg, changes, deadline, progress)
         flush_error, mounted_after, post = _flush_and_remount(backend, cfg, tracker, unmount, deadline,
                                                               expected, algo)
@@ -270,7 +288,7 @@ def sync(
     _write_record(cfg, backend, last_sync=report.summary())
     if report.ok:
         if post is not None:
-            tracker.save(post)
+            tracker.save(_settled(now, post))
         else:
             tracker.save(tracking.Snapshot(now.files, "", time.time()))
         return report
@@ -363,6 +381,17 @@ def _flush_and_remount(
             if inside and cwd is not None and os.path.isdir(cwd):
                 os.chdir(cwd)
     return flush_error, mounted_after, post
+
+
+def _settled(before: tracking.Snapshot, after: tracking.Snapshot) -> tracking.Snapshot:
+    """The snapshot to save after a sync: ``after`` (the mount session and inodes as they are now) only for
+    files that did not change while the sync ran. A file written, created or deleted during the flush was
+    not verified, so it keeps its old entry (or none) and counts as changed next time."""
+    files = {}
+    for path, stat in before.files.items():
+        now = after.files.get(path)
+        files[path] = now if now is not None and now[:2] == stat[:2] else stat
+    return tracking.Snapshot(files, after.session, after.taken_at)
 
 
 def _judge(change: tracking.Change, want: Optional[Tuple[int, Optional[str]]],

@@ -357,6 +357,11 @@ def refresh(service: supervisor.Service, announce: Announce = _print) -> Optiona
     new = service.info.get("public")
     if new != old:
         announce(f"tunnel {info.get('tunnel')!r} ({info.get('provider')}) has a new public address: {new}")
+        from ...system import notify
+
+        # Announced here already (shown): the next cell does not repeat it; a webhook gets it.
+        notify.emit("tunnel_address_changed", tunnel=info.get("tunnel"), provider=info.get("provider"),
+                    address=new, previous=old, shown=True)
         return str(new)
     return None
 
