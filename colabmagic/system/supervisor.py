@@ -266,7 +266,12 @@ class Service:
 
     @property
     def keeper(self) -> Optional[ProcessIdentity]:
-        return ProcessIdentity.from_dict(self.record().get("keeper"))
+        ident = ProcessIdentity.from_dict(self.record().get("keeper"))
+        if ident is None and self.exists():  # launched, not waited for: the home's keeper, once it said who it is
+            current = _wait_keeper()
+            if current is not None and self.run().get("keeper_pid") in (None, current.pid):
+                return current
+        return ident
 
     @property
     def child(self) -> Optional[ProcessIdentity]:
@@ -341,10 +346,6 @@ class Service:
             return False
         timeout = float(timeout if timeout is not None else rec.get("spec", {}).get("stop_timeout", 10))
         keeper = self.keeper
-        if keeper is None:  # stopped before its start was waited for: the home's keeper, if it took it
-            current = _keeper_identity()
-            if current is not None and self.run().get("keeper_pid") in (None, current.pid):
-                keeper = current
         child = self.child
         supervised = bool(keeper and keeper.alive() and self.run().get("keeper_pid") in (None, keeper.pid))
         ran = bool(child and child.alive())
