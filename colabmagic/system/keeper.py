@@ -7,8 +7,8 @@ records who it is in ``KEEPER_DIR/keeper.json``. The supervisor asks it for
 work through files and one signal: a ``NAME.spec`` (marshal) in SERVICES_DIR is a
 service wanted (its per-start token names the instance), a removed spec is a
 service to stop, and SIGUSR1 says "look again". For each service the keeper
-starts the daemon in a process group of its own (one group signal reaches the
-daemon and whatever it starts), restarts it with capped exponential back-off
+starts the daemon in a session and process group of its own (one group signal
+reaches the daemon and whatever it starts), restarts it with capped exponential back-off
 while the spec says so, stops it with SIGTERM then SIGKILL after its
 ``stop_timeout``, and keeps its run file ``NAME.run.json`` (the daemon's
 identity, restarts, last exit status, state) that the kernel reads. It reaps
@@ -96,7 +96,9 @@ def _load_spec(path: str) -> Dict[str, Any]:
 
 
 def spawn(argv: list, env: Dict[str, str], log_path: str) -> int:
-    """Start ``argv`` in a process group of its own, stdin on /dev/null, stdout and stderr appended to the log.
+    """Start ``argv`` in a session (and so a process group) of its own, stdin on /dev/null, stdout and
+    stderr appended to the log. A session each, as when every daemon had a keeper of its own: where the
+    kernel groups CPU time by session (autogroup), one busy daemon does not slow down the others.
 
     posix_spawn reports a missing or non-executable program as OSError, as
     subprocess would; only the descriptors 0-2 reach the daemon (Python opens
@@ -111,7 +113,7 @@ def spawn(argv: list, env: Dict[str, str], log_path: str) -> int:
             (os.POSIX_SPAWN_DUP2, log_fd, 2),
         ]
         sigdef = [s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s]
-        return os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0,
+        return os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True,
                                setsigmask=(), setsigdef=sigdef)
     finally:
         os.close(log_fd)
