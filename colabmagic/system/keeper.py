@@ -21,8 +21,6 @@ arbitrary point, and an idle keeper spends no CPU.
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import marshal
 import os
 import signal
@@ -34,9 +32,9 @@ if TYPE_CHECKING:  # typing costs about 1 MB of RSS; the annotations are never e
     from typing import Any, Dict, List, Optional
 
 # Only what supervision needs is imported (no subprocess, no site, no typing, no json: it imports
-# re and enum, a third of the keeper's start-up): the keeper runs for as long as any service does, and
-# the first service of a home waits for it to start. Specs come as marshal data; the files the kernel
-# reads are written as JSON by _dump.
+# re and enum, a third of the keeper's start-up), and ctypes and fcntl only once the first daemon
+# runs: the keeper runs for as long as any service does, and the first service of a home waits for
+# it to start. Specs come as marshal data; the files the kernel reads are written as JSON by _dump.
 
 PR_SET_CHILD_SUBREAPER = 36
 HEALTHY_AFTER = 30.0  # seconds of uptime after which the back-off starts again from its floor
@@ -367,6 +365,8 @@ class Keeper:
 
     def nothing_left(self) -> bool:
         """True (and the lock held until exit) when no service is wanted: the kernel starts a new keeper."""
+        import fcntl  # here, not at start-up: loading it is a shared library to open (about 2 ms)
+
         lock = os.open(os.path.join(self.keeper_dir, "keeper.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(lock, fcntl.LOCK_EX)  # the kernel holds it while it hands work to a running keeper
         self.scan()
@@ -394,6 +394,8 @@ class Keeper:
             os.close(self.tell)
         self.scan()  # first: the service that made the kernel start this keeper waits for it
         try:
+            import ctypes  # after the first start: about 4 ms
+
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # applies to the daemons already started too
         except (OSError, AttributeError):
