@@ -166,14 +166,18 @@ def zombies_of(parent: int) -> List[int]:
     return [pid for pid in pids() if state(pid) == "Z" and ppid(pid) == parent]
 
 
-def _listening() -> List[Tuple[str, int, int]]:
-    """Every listening TCP socket in /proc/net/tcp{,6} as (hex address, port, inode)."""
+def _listening(port: Optional[int] = None) -> List[Tuple[str, int, int]]:
+    """Listening TCP sockets in /proc/net/tcp{,6} as (hex address, port, inode): every one, or on ``port``."""
+    # A busy machine has thousands of lines (TIME_WAIT): with a port, only those naming it are parsed.
+    needle = f":{port:04X} " if port is not None else ""
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         raw = _read(table)
-        if not raw:
+        if not raw or needle.encode() not in raw:
             continue
         for line in raw.decode().splitlines()[1:]:
+            if needle not in line:
+                continue
             parts = line.split()
             if len(parts) < 10 or parts[3] != "0A":  # 0A = LISTEN
                 continue
@@ -184,7 +188,7 @@ def _listening() -> List[Tuple[str, int, int]]:
 
 def _listening_inodes(port: int) -> Dict[int, str]:
     """Socket inode -> local address for TCP sockets listening on ``port``."""
-    return {inode: addr for addr, listen_port, inode in _listening() if listen_port == port}
+    return {inode: addr for addr, listen_port, inode in _listening(port) if listen_port == port}
 
 
 def _hexaddr_to_ip(addr: str) -> str:
@@ -220,8 +224,32 @@ def socket_owners() -> Dict[int, int]:
     return owners
 
 
+def _bindable(port: int) -> bool:
+    """True when nothing listens on TCP ``port``: the fast answer, without reading /proc/net/tcp.
+
+    With SO_REUSEADDR (and not SO_REUSEPORT) Linux refuses a bind only where a socket
+    listens on the port (or one bound without SO_REUSEADDR holds it), never for TIME_WAIT
+    connections, of which a busy machine's /proc/net/tcp has thousands. A refused bind
+    is not proof of a listener: the caller then reads /proc.
+    """
+    import socket
+
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
 def port_holder(port: int) -> Optional[Tuple[int, Tuple[str, ...]]]:
     """(pid, command line) of the process listening on TCP ``port``, if any is visible."""
+    if _bindable(port):
+        return None
     inodes = _listening_inodes(port)
     if not inodes:
         return None
