@@ -13,13 +13,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # tigervnc, xfce4, novnc, websockify) are installed by colabmagic's installer when a test
 # first needs them, which exercises that installer for real.
 TEST_DEBS := openssh-client procps psmisc iproute2 ca-certificates python3-venv \
-	chromium mktorrent opentracker python3-libtorrent curl openssl python3-yaml e2fsprogs util-linux mount
+	chromium mktorrent opentracker python3-libtorrent curl openssl python3-yaml e2fsprogs util-linux mount debootstrap
 
 # Hosted Colab pins IPython 7.34: the foundation and one end-to-end file per magic run again under it.
 IPYTHON734_TESTS := tests/foundation tests/tunnel/test_ssh_relay.py tests/aria2/test_http.py \
 	tests/drive/test_drive_security.py tests/vnc/test_vnc_desktop.py
 
-.PHONY: setup test lint typecheck unit test-ipython734 demo bench faults clean
+.PHONY: setup test lint typecheck unit test-ipython734 matrix demo bench faults clean
 
 $(VENV)/.done: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,9 +54,18 @@ test-ipython734: debs $(VENV_OLD)/.done
 	$(VENV_OLD)/bin/python -c "import IPython; assert IPython.__version__ == '7.34.0', IPython.__version__"
 	$(VENV_OLD)/bin/pytest -q -p no:cacheprovider $(IPYTHON734_TESTS)
 
+# The platform matrix: one end-to-end test per magic inside Debian 11 and Debian 13 chroots
+# (tests/matrix/run.sh; the roots are built once with debootstrap and cached under
+# /var/cache/colabmagic-matrix). Prints, per release, what passed.
+MATRIX_RELEASES ?= bullseye trixie
+
+matrix: debs $(VENV)/.done
+	HOST_PYTEST=$(VENV)/bin/pytest tests/matrix/run.sh $(MATRIX_RELEASES)
+
 test: lint typecheck
 	$(VENV)/bin/pytest -q -rs --durations=15
 	$(MAKE) test-ipython734
+	$(MAKE) matrix
 
 demo: setup
 	$(PY) -m colabmagic.demo

@@ -4,7 +4,8 @@ Everything runs at once, each started by its magic in one home: sshd and one
 tunnel (``%tunnel ssh --via ssh`` to the loopback relay), the VNC desktop
 (``%vnc start``), the aria2 daemon (``%aria2 start``) and an rclone mount of a
 local-folder remote (``%%drive_sync``). The keepers are the processes named
-in the service records (one per daemon); the daemons themselves are not
+in the service records, each counted once (one keeper runs every daemon of a
+home today; there used to be one per daemon); the daemons themselves are not
 counted. Per sample: the keepers' VmRSS summed (each counts the
 interpreter's shared pages again), their Pss summed (shared pages divided
 among the processes that map them: what they use together), and the CPU
@@ -115,8 +116,8 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
         try:
             _start_everything(ctx, relay)
             found = keepers()
-            ctx.say(f"supervision: {len(found)} keepers: {', '.join(sorted(found))}")
-            pids = list(found.values())
+            ctx.say(f"supervision: {len(set(found.values()))} keeper(s) for {', '.join(sorted(found))}")
+            pids = sorted(set(found.values()))  # one keeper may run several services: counted once
             samples: List[Dict[str, float]] = []
             cpu: List[float] = []
             for _ in range(max(ctx.runs, 3)):
@@ -129,7 +130,7 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
             stop_services()
     finally:
         relay.stop()
-    what = f"{len(pids)} keepers ({', '.join(sorted(found))})"
+    what = f"{len(pids)} keeper(s) for {len(found)} services ({', '.join(sorted(found))})"
     return [
         Result(row="Supervision: memory (RSS)", what=what + ", VmRSS summed", unit="MB",
                ours=[s["rss_mb"] for s in samples], theirs=[GOAL_MB] * len(samples),

@@ -21,7 +21,7 @@ import subprocess
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BadInputError, NotRootError, ServiceError
 from ..system import daemon_environment, environment, installer, paths, probes, secrets, supervisor
@@ -601,8 +601,13 @@ class PendingSshd:
         self.launch.abort()
 
 
-def begin(config: SshdConfig, progress: Optional[Progress] = None) -> PendingSshd:
-    """Everything ``ensure`` does, up to starting sshd, without waiting for it to answer."""
+def begin(config: SshdConfig, progress: Optional[Progress] = None,
+          on_port: Optional[Callable[[int, HostKey], Any]] = None) -> PendingSshd:
+    """Everything ``ensure`` does, up to starting sshd, without waiting for it to answer.
+
+    ``on_port(port, host_key)`` is called as soon as both are known and the port is free, before the
+    config is written and checked: what needs only the port (a tunnel agent) starts alongside.
+    """
     if os.geteuid() != 0:
         raise NotRootError("colabmagic's sshd needs root (it logs users in)")
     env = session_environment(config.env_names)
@@ -617,11 +622,13 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None) -> PendingSsh
             )
     key = host_key()
     port = _choose_port(config.port)
-    forwarding = config.user == "root" or config.allow_forwarding
-    text = render_config(port, config.user, key, config.password, env, forwarding, sshd_version(binary))
     running = supervisor.adopt(SERVICE)
     if running is None or running.info.get("port") != port:
         supervisor.check_port_free(port, "colabmagic's sshd")
+    if on_port is not None:
+        on_port(port, key)
+    forwarding = config.user == "root" or config.allow_forwarding
+    text = render_config(port, config.user, key, config.password, env, forwarding, sshd_version(binary))
     if config.keys:
         paths.write_file(keys_file, "".join(k + "\n" for k in config.keys), mode=0o600)
     elif not keys_file.exists():

@@ -89,7 +89,8 @@ def missing(packages: Sequence[str]) -> List[str]:
     return [p for p in names if p not in installed and p.split(":", 1)[0] not in installed]
 
 
-def _known_to_apt(package: str) -> bool:
+def known_to_apt(package: str) -> bool:
+    """Whether apt has an install candidate for ``package`` (in the lists it has now)."""
     result = subprocess.run(
         ["apt-cache", "policy", "--", package], capture_output=True, text=True
     )
@@ -237,7 +238,7 @@ def ensure_packages(packages: Sequence[str], progress: Optional[Progress] = None
     installed = [p for p in todo if is_installed(p)]
     _disable_system_services(installed)
     if code != 0:
-        unknown = [p for p in todo if not _known_to_apt(p)]
+        unknown = [p for p in todo if not known_to_apt(p)]
         if unknown:
             raise InstallError(
                 f"no such Debian package: {', '.join(unknown)} (not in the archives apt knows after `apt-get update`)"

@@ -1,41 +1,48 @@
-"""The keeper: a tiny process that runs one daemon and restarts it when it dies.
+"""The keeper: one small process that runs every daemon of a colabmagic home and restarts those that die.
 
-``python -I keeper.py SPEC.json`` is started by the supervisor in its own
-session, so a cell Interrupt or a kernel restart does not reach it. It starts
-the daemon in the keeper's own process group (so one group signal reaches
-both), restarts it with capped exponential back-off while the spec says so,
-reaps every orphaned descendant (it is a child subreaper), and keeps a small
-run file that the kernel reads: the daemon's identity, restarts, last exit
-status, state.
-SIGTERM stops the daemon and then the keeper.
+``python -I -S keeper.py SERVICES_DIR KEEPER_DIR`` is started by the supervisor
+in its own session and forks once more (so it is nobody's child in the
+kernel), so a cell Interrupt or a kernel restart does not reach it. It
+records who it is in ``KEEPER_DIR/keeper.json``. The supervisor asks it for
+work through files and one signal: a ``NAME.spec`` (marshal) in SERVICES_DIR is a
+service wanted (its per-start token names the instance), a removed spec is a
+service to stop, and SIGUSR1 says "look again". For each service the keeper
+starts the daemon in a session and process group of its own (one group signal
+reaches the daemon and whatever it starts), restarts it with capped exponential back-off
+while the spec says so, stops it with SIGTERM then SIGKILL after its
+``stop_timeout``, and keeps its run file ``NAME.run.json`` (the daemon's
+identity, restarts, last exit status, state) that the kernel reads. It reaps
+every orphaned descendant (it is a child subreaper). With nothing left to
+run it exits (one started ahead of its first service waits ``IDLE_GRACE`` for it). SIGTERM stops every daemon and then the keeper.
+
+It waits in ``sigtimedwait`` with its signals blocked: no handler runs at an
+arbitrary point, and an idle keeper spends no CPU.
 """
 
 from __future__ import annotations
 
-import ctypes
-import json
+import marshal
 import os
 import signal
 import sys
 import time
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs about 1 MB of RSS in every keeper; the annotations are never evaluated
-    from typing import Any, Dict, Optional
+if TYPE_CHECKING:  # typing costs about 1 MB of RSS; the annotations are never evaluated
+    from typing import Any, Dict, List, Optional
 
-# Only what supervision needs is imported (no subprocess, no site): one keeper runs per
-# daemon for as long as it runs, so every module here is paid for once per service.
+# Only what supervision needs is imported (no subprocess, no site, no typing, no json: it imports
+# re and enum, a third of the keeper's start-up), and ctypes and fcntl only once the first daemon
+# runs: the keeper runs for as long as any service does, and the first service of a home waits for
+# it to start. Specs come as marshal data; the files the kernel reads are written as JSON by _dump.
 
 PR_SET_CHILD_SUBREAPER = 36
 HEALTHY_AFTER = 30.0  # seconds of uptime after which the back-off starts again from its floor
 GIVE_UP_RESTARTS = 10  # more restarts than this within GIVE_UP_WINDOW seconds: stop restarting
 GIVE_UP_WINDOW = 120.0
-
-
-def _log(fh: Any, message: str) -> None:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    fh.write(f"[colabmagic {stamp}] {message}\n".encode())
-    fh.flush()
+IDLE_GRACE = 2.0  # seconds a keeper started ahead of its first service waits for it
+SIGNALS = (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+SPEC_SUFFIX = ".spec"
 
 
 def _start_time(pid: int) -> Optional[int]:
@@ -47,124 +54,260 @@ def _start_time(pid: int) -> Optional[int]:
     return int(text.rpartition(")")[2].split()[19])
 
 
-class Child:
-    """The daemon: its pid, and its exit status once reaped (None while it runs)."""
+def _char(ch: str) -> str:
+    if " " <= ch < "\x7f" and ch not in '"\\':
+        return ch
+    code = ord(ch)
+    if code > 0xFFFF:  # a surrogate pair, as JSON spells it
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode: Optional[int] = None
+
+def _dump(value: Any) -> str:
+    """JSON for the keeper's own plain data (str, int, float, bool, None, list, dict with str keys)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + "".join(map(_char, value)) + '"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_dump(str(k))}: {_dump(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(_dump(v) for v in value) + "]"
 
 
-def spawn(argv: list, env: Dict[str, str], log_fd: int) -> Child:
-    """Start ``argv`` with stdin on /dev/null and stdout and stderr into the log, in our process group.
+def _write_json(path: str, data: Dict[str, Any]) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(_dump(data))
+    os.replace(tmp, path)
+
+
+def _load_spec(path: str) -> Dict[str, Any]:
+    with open(path, "rb") as fh:
+        spec = marshal.load(fh)
+    if not isinstance(spec, dict):
+        raise ValueError(path)
+    return spec
+
+
+def spawn(argv: list, env: Dict[str, str], log_path: str) -> int:
+    """Start ``argv`` in a session (and so a process group) of its own, stdin on /dev/null, stdout and
+    stderr appended to the log. A session each, as when every daemon had a keeper of its own: where the
+    kernel groups CPU time by session (autogroup), one busy daemon does not slow down the others.
 
     posix_spawn reports a missing or non-executable program as OSError, as
     subprocess would; only the descriptors 0-2 reach the daemon (Python opens
     everything else close-on-exec); SIGPIPE and SIGXFSZ, which Python ignores,
-    are set back to their defaults for it.
+    are set back to their defaults, and the keeper's blocked signals are unblocked.
     """
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_DUP2, log_fd, 1),
-        (os.POSIX_SPAWN_DUP2, log_fd, 2),
-    ]
-    sigdef = [s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s]
-    pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsigdef=sigdef)
-    return Child(pid)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, log_fd, 1),
+            (os.POSIX_SPAWN_DUP2, log_fd, 2),
+        ]
+        sigdef = [s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s]
+        return os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True,
+                               setsigmask=(), setsigdef=sigdef)
+    finally:
+        os.close(log_fd)
+
+
+class Service:
+    """One wanted daemon: its spec, and what the keeper knows of its current run."""
+
+    def __init__(self, spec: Dict[str, Any]):
+        self.spec = spec
+        self.name: str = spec["name"]
+        self.token: str = spec["token"]
+        self.wanted = True
+        self.pid: Optional[int] = None  # the daemon while it runs (not yet reaped)
+        self.status = "starting"
+        self.restarts = 0
+        self.restart_times: List[float] = []
+        self.last_exit: Optional[int] = None
+        self.started = 0.0
+        self.backoff = float(spec.get("backoff_min", 0.5))
+        self.restart_at: Optional[float] = None  # monotonic time of the next start
+        self.kill_at: Optional[float] = None  # monotonic time of the SIGKILL of a stop
 
 
 class Keeper:
-    def __init__(self, spec_path: str):
-        with open(spec_path) as fh:
-            self.spec: Dict[str, Any] = json.load(fh)
-        self.run_path = os.path.abspath(self.spec["run_file"])  # before any chdir to the daemon's folder
-        self.stopping = False
-        self.child: Optional[Child] = None
-        self.restarts = 0
-        self.restart_times: list = []
-        self.last_exit: Optional[int] = None
-        self.log = open(self.spec["log"], "ab", buffering=0)
+    def __init__(self, services_dir: str, keeper_dir: str, tell: int = -1):
+        self.dir = os.path.abspath(services_dir)
+        self.keeper_dir = os.path.abspath(keeper_dir)
+        self.services: Dict[str, Service] = {}
+        self.shutting_down = False
+        self.tell = tell  # closed once keeper.json is written
 
-    def write_run(self, status: str) -> None:
+    # --- files ---------------------------------------------------------------
+    def _path(self, name: str, suffix: str) -> str:
+        return os.path.join(self.dir, name + suffix)
+
+    def log(self, svc: Service, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            with open(svc.spec["log"], "ab") as fh:
+                fh.write(f"[colabmagic {stamp}] {message}\n".encode())
+        except OSError:
+            pass
+
+    def write_run(self, svc: Service, status: str) -> None:
+        svc.status = status
         child: Optional[Dict[str, Any]] = None
-        if self.child is not None and self.child.returncode is None:
-            pid = self.child.pid
-            child = {"pid": pid, "start_time": _start_time(pid), "cmdline": [], "pgid": os.getpgid(pid)}
+        if svc.pid is not None:
+            try:
+                child = {"pid": svc.pid, "start_time": _start_time(svc.pid), "cmdline": [],
+                         "pgid": os.getpgid(svc.pid)}
+            except ProcessLookupError:
+                child = None
         data = {
             "status": status,
+            "token": svc.token,
             "keeper_pid": os.getpid(),
             "child": child,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
+            "restarts": svc.restarts,
+            "last_exit": svc.last_exit,
             "updated": time.time(),
         }
-        tmp = f"{self.run_path}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, self.run_path)
+        try:
+            _write_json(self._path(svc.name, ".run.json"), data)
+        except OSError:
+            pass
 
-    def on_signal(self, signum: int, _frame: Any) -> None:
-        self.stopping = True
-        if self.child is not None and self.child.returncode is None:
-            try:
-                os.kill(self.child.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def reap_until_child_exits(self) -> int:
-        """Wait for the daemon; reap any orphaned descendant that exits meanwhile."""
-        assert self.child is not None
-        deadline = None
-        while True:
-            if self.stopping and deadline is None:
-                deadline = time.monotonic() + float(self.spec.get("stop_timeout", 10))
-            try:
-                if deadline is not None:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
-                    if pid == 0:
-                        if time.monotonic() > deadline:
-                            os.kill(self.child.pid, signal.SIGKILL)
-                        time.sleep(0.05)
-                        continue
-                else:
-                    pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                return self.child.returncode if self.child.returncode is not None else -1
-            except InterruptedError:
+    def wanted_specs(self) -> Dict[str, Dict[str, Any]]:
+        """name -> spec for every spec file that is this keeper's to run (or already run)."""
+        found: Dict[str, Dict[str, Any]] = {}
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return found
+        for entry in names:
+            if not entry.endswith(SPEC_SUFFIX):
                 continue
-            if pid == self.child.pid:
-                code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
-                self.child.returncode = code
-                return code
-
-    def sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < end:
             try:
-                os.waitpid(-1, os.WNOHANG)  # reap stray orphans while waiting
-            except ChildProcessError:
-                pass
-            time.sleep(0.05)
+                spec = _load_spec(os.path.join(self.dir, entry))
+                name, token = spec["name"], spec["token"]
+            except (OSError, ValueError, EOFError, KeyError, TypeError):
+                continue
+            known = self.services.get(name)
+            if known is None or known.token != token:
+                # A spec whose run file another keeper wrote (one that was killed) is not ours to start
+                # a second time: its daemon may still run, and the kernel restarts it under us.
+                run_path = self._path(name, ".run.json")
+                if os.path.exists(run_path):  # rare (a kernel removes it before a start): json only then
+                    import json
 
-    def gave_up(self) -> bool:
-        """After too many restarts in a short time: record "gave-up", tell the user, wait to be stopped.
+                    try:
+                        with open(run_path) as fh:
+                            run = json.load(fh)
+                        if run.get("token") == token and run.get("keeper_pid") != os.getpid():
+                            continue
+                    except (OSError, ValueError, AttributeError):
+                        pass
+            found[name] = spec
+        return found
+
+    # --- what to run ---------------------------------------------------------
+    def scan(self) -> None:
+        specs = {} if self.shutting_down else self.wanted_specs()
+        for name, svc in self.services.items():
+            spec = specs.get(name)
+            if svc.wanted and (spec is None or spec["token"] != svc.token):
+                self.stop(svc)
+        for name, spec in specs.items():
+            if name not in self.services:
+                svc = Service(spec)
+                self.services[name] = svc
+                self.start(svc)
+
+    def still_wanted(self, svc: Service) -> bool:
+        try:
+            return bool(_load_spec(self._path(svc.name, SPEC_SUFFIX)).get("token") == svc.token)
+        except (OSError, ValueError, EOFError):
+            return False
+
+    def start(self, svc: Service) -> None:
+        spec = svc.spec
+        svc.restart_at = None
+        try:
+            if spec.get("cwd"):
+                os.chdir(spec["cwd"])  # the daemon starts in its folder; the keeper's own is "/"
+            try:
+                svc.pid = spawn(spec["argv"], spec["env"], spec["log"])
+            finally:
+                os.chdir("/")
+        except OSError as exc:
+            self.log(svc, f"could not start {spec['argv'][0]}: {exc}")
+            svc.last_exit = 127
+            self.write_run(svc, "failed")
+            return
+        svc.started = time.monotonic()
+        self.write_run(svc, "running")
+
+    def stop(self, svc: Service) -> None:
+        svc.wanted = False
+        svc.restart_at = None
+        if svc.pid is not None:
+            try:
+                os.killpg(svc.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+            svc.kill_at = time.monotonic() + float(svc.spec.get("stop_timeout", 10))
+
+    def exited(self, svc: Service, code: int) -> None:
+        """The daemon of ``svc`` was reaped with exit status ``code``."""
+        svc.pid = None
+        svc.kill_at = None
+        svc.last_exit = code
+        if not svc.wanted or not self.still_wanted(svc):
+            svc.wanted = False
+            return
+        self.log(svc, f"{svc.name} exited with status {code}")
+        if not svc.spec.get("restart", True):
+            self.write_run(svc, "exited")
+            return
+        if time.monotonic() - svc.started > HEALTHY_AFTER:
+            svc.backoff = float(svc.spec.get("backoff_min", 0.5))
+        svc.restarts += 1
+        if self.gave_up(svc):
+            return
+        self.write_run(svc, "backoff")
+        self.log(svc, f"restarting {svc.name} in {svc.backoff:.1f}s (restart {svc.restarts})")
+        svc.restart_at = time.monotonic() + svc.backoff
+        svc.backoff = min(svc.backoff * 2, float(svc.spec.get("backoff_max", 10.0)))
+
+    def gave_up(self, svc: Service) -> bool:
+        """After too many restarts in a short time: record "gave-up" and tell the user; no more restarts.
 
         A daemon that dies again and again (a bad config, a port someone took)
-        would otherwise be restarted forever with nobody told. The keeper stays,
-        so the service shows as "gave-up" in ``%colabmagic status`` until it is
-        stopped or started again. The event goes through notify.py (loaded by
-        path: this script runs without colabmagic on its path).
+        would otherwise be restarted forever with nobody told. The keeper keeps
+        the service, shown as "gave-up" in ``%colabmagic status``, until it is
+        stopped or started again.
         """
         now = time.monotonic()
-        window = float(self.spec.get("give_up_window", GIVE_UP_WINDOW))
-        self.restart_times = [t for t in self.restart_times if now - t <= window] + [now]
-        limit = int(self.spec.get("give_up_restarts", GIVE_UP_RESTARTS))
-        if len(self.restart_times) <= limit:
+        window = float(svc.spec.get("give_up_window", GIVE_UP_WINDOW))
+        svc.restart_times = [t for t in svc.restart_times if now - t <= window] + [now]
+        restarts = len(svc.restart_times) - 1
+        if restarts < int(svc.spec.get("give_up_restarts", GIVE_UP_RESTARTS)):
             return False
-        self.write_run("gave-up")
-        _log(self.log, f"{self.spec['name']} restarted {len(self.restart_times) - 1} times within {window:.0f}s: "
-                       "not restarting it again (start it again, or look at this log)")
+        self.write_run(svc, "gave-up")
+        self.log(svc, f"{svc.name} restarted {restarts} times within {window:.0f}s: "
+                      "not restarting it again (start it again, or look at this log)")
+        self.announce(svc, restarts, window)
+        return True
+
+    def announce(self, svc: Service, restarts: int, window: float) -> None:
+        """The service_gave_up event (events.jsonl, and the webhook when one is set), sent by a forked
+        child: the keeper goes on supervising the others meanwhile, and never loads notify.py itself
+        (it runs without colabmagic on its path, so the module is loaded by its file)."""
+        if os.fork() != 0:
+            return  # the child is reaped with the other orphans
+        code = 0
         try:
             import importlib.util
 
@@ -173,74 +316,137 @@ class Keeper:
             assert module_spec is not None and module_spec.loader is not None
             notify = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(notify)
-            notify.emit("service_gave_up", home_dir=os.path.dirname(os.path.dirname(self.run_path)), wait=True,
-                        service=self.spec["name"], restarts=len(self.restart_times) - 1, window=window,
-                        last_exit=self.last_exit)
-        except Exception as exc:  # the record above already says it; a notification is extra
-            _log(self.log, f"could not record the give-up event: {type(exc).__name__}")
-        while not self.stopping:
-            self.sleep(3600)
-        return True
+            notify.emit("service_gave_up", home_dir=os.path.dirname(self.dir), wait=True, service=svc.name,
+                        restarts=restarts, window=window, last_exit=svc.last_exit)
+        except BaseException as exc:  # the run file and the log already say it; a notification is extra
+            self.log(svc, f"could not record the give-up event: {type(exc).__name__}")
+            code = 1
+        os._exit(code)
+
+    # --- the loop --------------------------------------------------------------
+    def reap(self) -> None:
+        by_pid = {svc.pid: svc for svc in self.services.values() if svc.pid is not None}
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            svc = by_pid.get(pid)
+            if svc is not None:  # anything else was an orphaned descendant, now reaped
+                self.exited(svc, os.waitstatus_to_exitcode(status))
+
+    def tick(self) -> Optional[float]:
+        """Act on what is due; return the seconds until the next thing is (None: nothing is)."""
+        now = time.monotonic()
+        due: List[float] = []
+        for name, svc in list(self.services.items()):
+            if svc.kill_at is not None and svc.pid is not None:
+                if now >= svc.kill_at:
+                    try:
+                        os.killpg(svc.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                    svc.kill_at = now + 1.0  # again, should it still be there
+                due.append(svc.kill_at)
+            if svc.restart_at is not None:
+                if not svc.wanted or not self.still_wanted(svc):
+                    svc.wanted = False
+                    svc.restart_at = None
+                elif now >= svc.restart_at:
+                    self.start(svc)
+                else:
+                    due.append(svc.restart_at)
+            if not svc.wanted and svc.pid is None:
+                self.write_run(svc, "stopped")  # the kernel's stop waits for this
+                del self.services[name]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def nothing_left(self) -> bool:
+        """True (and the lock held until exit) when no service is wanted: the kernel starts a new keeper."""
+        import fcntl  # here, not at start-up: loading it is a shared library to open (about 2 ms)
+
+        lock = os.open(os.path.join(self.keeper_dir, "keeper.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the kernel holds it while it hands work to a running keeper
+        self.scan()
+        if self.services:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(lock)
+            return False
+        try:
+            with open(os.path.join(self.keeper_dir, "keeper.json")) as fh:
+                mine = fh.read().startswith(_dump({"pid": os.getpid()})[:-1] + ",")
+            if mine:
+                os.unlink(os.path.join(self.keeper_dir, "keeper.json"))
+        except OSError:
+            pass
+        return True  # exits with the lock held: released once the process is gone
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self.on_signal)
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # caught (never runs: blocked), so it is queued
+        os.chdir("/")
+        me = os.getpid()
+        _write_json(os.path.join(self.keeper_dir, "keeper.json"),
+                    {"pid": me, "start_time": _start_time(me), "cmdline": _cmdline(me)})
+        if self.tell >= 0:
+            os.close(self.tell)
+        self.scan()  # first: the service that made the kernel start this keeper waits for it
         try:
+            import ctypes  # after the first start: about 4 ms
+
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # applies to the daemons already started too
         except (OSError, AttributeError):
             pass
-        # The keeper's own environment is the minimal one the supervisor built (never the kernel's).
-        env = dict(os.environ)
-        env.update(self.spec.get("env") or {})
-        if self.spec.get("cwd"):
-            try:
-                os.chdir(self.spec["cwd"])  # the daemon starts in the keeper's folder
-            except OSError as exc:
-                _log(self.log, f"could not start {self.spec['argv'][0]}: {exc}")
-                self.last_exit = 127
-                self.write_run("failed")
-                return 1
-        backoff_floor = float(self.spec.get("backoff_min", 0.5))
-        backoff_cap = float(self.spec.get("backoff_max", 10.0))
-        backoff = backoff_floor
-        restart = bool(self.spec.get("restart", True))
-        while not self.stopping:
-            started = time.monotonic()
-            try:
-                self.child = spawn(self.spec["argv"], env, self.log.fileno())
-            except OSError as exc:
-                _log(self.log, f"could not start {self.spec['argv'][0]}: {exc}")
-                self.last_exit = 127
-                self.write_run("failed")
-                return 1
-            self.write_run("running")
-            code = self.reap_until_child_exits()
-            self.last_exit = code
-            if self.stopping:
-                break
-            _log(self.log, f"{self.spec['name']} exited with status {code}")
-            if not restart:
-                self.write_run("exited")
-                return 0
-            if time.monotonic() - started > HEALTHY_AFTER:
-                backoff = backoff_floor
-            self.restarts += 1
-            if self.gave_up():
-                break
-            self.write_run("backoff")
-            _log(self.log, f"restarting {self.spec['name']} in {backoff:.1f}s (restart {self.restarts})")
-            self.sleep(backoff)
-            backoff = min(backoff * 2, backoff_cap)
-        self.write_run("stopped")
-        return 0
+        born = time.monotonic()
+        had_work = bool(self.services)
+        while True:
+            self.reap()
+            count = len(self.services)
+            wait = self.tick()
+            if len(self.services) < count and not self.shutting_down:
+                self.scan()  # a service replaced under the same name starts once the old one is gone
+                continue
+            had_work = had_work or bool(self.services)
+            if not self.services and wait is None:
+                # Nothing to run: leave at once (a stop leaves nothing behind), except a keeper started
+                # ahead of its first service, which waits for it a short while.
+                left = 0.0 if had_work else IDLE_GRACE - (time.monotonic() - born)
+                if self.shutting_down or (left <= 0 and self.nothing_left()):
+                    return 0
+                if left > 0:
+                    wait = left
+                else:
+                    had_work = bool(self.services)
+                    continue
+            info = signal.sigtimedwait(SIGNALS, wait) if wait is not None else signal.sigwaitinfo(SIGNALS)
+            if info is None or info.si_signo == signal.SIGCHLD:
+                continue
+            if info.si_signo != signal.SIGUSR1:
+                self.shutting_down = True
+            self.scan()
+
+
+def _cmdline(pid: int) -> List[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return [part.decode("utf-8", "replace") for part in fh.read().rstrip(b"\0").split(b"\0")]
 
 
 def main(argv: list) -> int:
-    if len(argv) != 2:
-        print("usage: keeper.py SPEC.json", file=sys.stderr)
+    if len(argv) != 3:
+        print("usage: keeper.py SERVICES_DIR KEEPER_DIR", file=sys.stderr)
         return 2
-    return Keeper(argv[1]).run()
+    # The keeper is nobody's child in the kernel: this parent exits (and the supervisor reaps it) once
+    # the keeper has written keeper.json, or has died; so its exit tells the supervisor "ask keeper.json".
+    told, tell = os.pipe()
+    if os.fork() > 0:
+        os.close(tell)
+        os.read(told, 1)
+        os._exit(0)
+    os.close(told)
+    return Keeper(argv[1], argv[2], tell).run()
 
 
 if __name__ == "__main__":

@@ -171,9 +171,13 @@ def _listening_inodes(port: int) -> Dict[int, str]:
     inodes: Dict[int, str] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         raw = _read(table)
-        if not raw:
+        # A busy machine has thousands of lines (TIME_WAIT): only those naming the port are parsed.
+        needle = f":{port:04X} ".encode()
+        if not raw or needle not in raw:
             continue
         for line in raw.decode().splitlines()[1:]:
+            if needle.decode() not in line:
+                continue
             parts = line.split()
             if len(parts) < 10 or parts[3] != "0A":  # 0A = LISTEN
                 continue
@@ -227,8 +231,32 @@ def socket_owners() -> Dict[int, int]:
     return owners
 
 
+def _bindable(port: int) -> bool:
+    """True when nothing listens on TCP ``port``: the fast answer, without reading /proc/net/tcp.
+
+    With SO_REUSEADDR (and not SO_REUSEPORT) Linux refuses a bind only where a socket
+    listens on the port (or one bound without SO_REUSEADDR holds it), never for TIME_WAIT
+    connections, of which a busy machine's /proc/net/tcp has thousands. A refused bind
+    is not proof of a listener: the caller then reads /proc.
+    """
+    import socket
+
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
 def port_holder(port: int) -> Optional[Tuple[int, Tuple[str, ...]]]:
     """(pid, command line) of the process listening on TCP ``port``, if any is visible."""
+    if _bindable(port):
+        return None
     inodes = _listening_inodes(port)
     if not inodes:
         return None

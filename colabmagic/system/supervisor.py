@@ -1,11 +1,14 @@
 """Start, adopt, inspect and stop colabmagic's daemons.
 
-Each daemon runs under a keeper (see keeper.py) in its own session, logs to
-``$COLABMAGIC_HOME/logs/NAME.log``, and is recorded in
-``$COLABMAGIC_HOME/services/NAME.json`` (what was started and why) plus the
-keeper's run file ``NAME.run.json`` (what is running now). A new kernel
-re-adopts a service when the recorded keeper or daemon is still the same
-process (pid + start time + command line). Every process we start carries a
+Every daemon of a colabmagic home runs under the one keeper (see keeper.py),
+a small process in its own session that the first start launches and that
+exits once nothing is left to run. A daemon logs to
+``$COLABMAGIC_HOME/logs/NAME.log`` and is recorded in
+``$COLABMAGIC_HOME/services/NAME.json`` (what was started and why), its
+keeper spec ``NAME.spec`` (present while it is wanted) and the keeper's
+run file ``NAME.run.json`` (what is running now). A new kernel re-adopts a
+service when the recorded keeper or daemon is still the same process
+(pid + start time + command line). Every process we start carries a
 per-start token in its environment, so a stop finds the daemon's
 descendants even if they left its process group, and never touches a
 process that lacks the token. Daemons start with a minimal environment
@@ -15,6 +18,7 @@ process that lacks the token. Daemons start with a minimal environment
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import secrets
 import shutil
@@ -35,9 +39,8 @@ TOKEN_ENV = "COLABMAGIC_SERVICE_TOKEN"
 # and needs no PYTHONPATH, which would otherwise leak into every daemon's environment.
 KEEPER_SCRIPT = str(Path(__file__).with_name("keeper.py"))
 
-# Keepers started by this process, so they are reaped (no zombies) once stopped.
-# This is process-level bookkeeping, not user state: a new kernel has its own.
-_children: Dict[int, subprocess.Popen] = {}
+# The keeper's states in which it runs nothing for a service and will not start it again by itself.
+TERMINAL = ("failed", "exited", "stopped")
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,108 @@ def log_path(name: str) -> Path:
     return paths.subdir("logs") / f"{name}.log"
 
 
+def keeper_dir() -> Path:
+    return paths.subdir("keeper")
+
+
+def _keeper_identity() -> Optional[ProcessIdentity]:
+    """The running keeper of this home, or None (none recorded, or the record is not that process)."""
+    try:
+        ident = ProcessIdentity.from_dict(json.loads((keeper_dir() / "keeper.json").read_text()))
+    except (OSError, ValueError):
+        return None
+    if ident is None or KEEPER_SCRIPT not in ident.cmdline or not ident.alive():
+        return None
+    return ident
+
+
+def _nudge(keeper: ProcessIdentity) -> None:
+    """Ask the keeper to read its spec files again (only the very process recorded)."""
+    if keeper.alive():
+        _kill(keeper.pid, signal.SIGUSR1)
+
+
+# Keepers this process started and that may not have said who they are yet (home -> the launcher
+# process, which forks the keeper and exits at once). Process-level bookkeeping, not user state.
+_starting: Dict[str, subprocess.Popen] = {}
+
+
 def _reap() -> None:
-    for pid, proc in list(_children.items()):
+    for home, proc in list(_starting.items()):
         if proc.poll() is not None:
-            del _children[pid]
+            del _starting[home]
+
+
+def _hand_over(service: Service, keeper_spec: Dict[str, Any]) -> Optional[ProcessIdentity]:
+    """Give ``keeper_spec`` to the running keeper, or start one; the keeper's identity, None if still starting.
+
+    Under the keeper's lock, so a keeper that has just found nothing to do and is
+    exiting is never handed work: it exits holding the lock, and a new one starts.
+    A new keeper reads the spec when it starts: nobody waits for it here.
+    """
+    import fcntl
+
+    lock = os.open(keeper_dir() / "keeper.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        paths.write_file(service.spec_path, marshal.dumps(keeper_spec))
+        keeper = _keeper_identity()
+        if keeper is None and str(paths.home()) in _starting:
+            keeper = _wait_keeper()  # one we started a moment ago: never a second keeper for a home
+        if keeper is not None:
+            _nudge(keeper)
+            return keeper
+        _start_keeper()
+        return None
+    finally:
+        os.close(lock)
+
+
+def warm_up() -> None:
+    """Start the home's keeper now if none runs, without waiting for it: a start that follows
+    shortly (within the keeper's idle grace) finds it up instead of waiting for an interpreter."""
+    import fcntl
+
+    _reap()
+    lock = os.open(keeper_dir() / "keeper.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _keeper_identity() is None and str(paths.home()) not in _starting:
+            _start_keeper()
+    finally:
+        os.close(lock)
+
+
+def settle() -> None:
+    """Reap the launcher of a keeper this process started ahead of a start that then failed
+    (it exits as soon as the keeper has said who it is): no zombie is left in the kernel."""
+    _wait_keeper()
+
+
+def _start_keeper() -> None:
+    try:
+        (keeper_dir() / "keeper.json").unlink()
+    except FileNotFoundError:
+        pass
+    # Built on purpose, never the kernel's; each daemon gets its own from its spec.
+    with open(paths.subdir("logs") / "keeper.log", "ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", KEEPER_SCRIPT, str(services_dir()), str(keeper_dir())],
+            stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True, env=daemon_environment.minimal(), close_fds=True,
+        )
+    _starting[str(paths.home())] = proc
+
+
+def _wait_keeper(timeout: float = 10.0) -> Optional[ProcessIdentity]:
+    """The home's keeper; one this process started is waited for until it has said who it is."""
+    proc = _starting.pop(str(paths.home()), None)
+    if proc is not None:  # it exits once the keeper (never a child, nor a zombie, of ours) wrote keeper.json
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _starting[str(paths.home())] = proc
+    return _keeper_identity()
 
 
 class Service:
@@ -129,7 +230,7 @@ class Service:
 
     @property
     def spec_path(self) -> Path:
-        return services_dir() / f"{self.name}.spec.json"
+        return services_dir() / f"{self.name}.spec"  # marshal: the keeper reads it without importing json
 
     @property
     def log(self) -> Path:
@@ -142,10 +243,15 @@ class Service:
             return {}
 
     def run(self) -> Dict[str, Any]:
+        """The keeper's run file for this start of the service ({} before the keeper took it)."""
         try:
-            return json.loads(self.run_path.read_text())
+            run = json.loads(self.run_path.read_text())
         except (OSError, ValueError):
             return {}
+        token = self.token
+        if not isinstance(run, dict) or (token and run.get("token") not in (None, token)):
+            return {}
+        return run
 
     @property
     def info(self) -> Dict[str, Any]:
@@ -160,7 +266,12 @@ class Service:
 
     @property
     def keeper(self) -> Optional[ProcessIdentity]:
-        return ProcessIdentity.from_dict(self.record().get("keeper"))
+        ident = ProcessIdentity.from_dict(self.record().get("keeper"))
+        if ident is None and self.exists():  # launched, not waited for: the home's keeper, once it said who it is
+            current = _wait_keeper()
+            if current is not None and self.run().get("keeper_pid") in (None, current.pid):
+                return current
+        return ident
 
     @property
     def child(self) -> Optional[ProcessIdentity]:
@@ -192,8 +303,12 @@ class Service:
 
     # --- health ------------------------------------------------------------
     def keeper_alive(self) -> bool:
+        """The keeper is running and still supervises this service (it has not given it up)."""
         keeper = self.keeper
-        return bool(keeper and keeper.alive())
+        if not (keeper and keeper.alive()):
+            return False
+        run = self.run()
+        return run.get("keeper_pid") in (None, keeper.pid) and run.get("status") not in TERMINAL
 
     def child_alive(self) -> bool:
         child = self.child
@@ -232,21 +347,25 @@ class Service:
         timeout = float(timeout if timeout is not None else rec.get("spec", {}).get("stop_timeout", 10))
         keeper = self.keeper
         child = self.child
-        ran = False
-        if keeper and keeper.alive():
-            ran = True
-            _signal_group(keeper.pid, signal.SIGTERM)
-        elif child and child.alive():
-            ran = True
-            _signal_group(procfs.pgid(child.pid) or child.pid, signal.SIGTERM)
+        supervised = bool(keeper and keeper.alive() and self.run().get("keeper_pid") in (None, keeper.pid))
+        ran = bool(child and child.alive())
+        try:
+            self.spec_path.unlink()  # no longer wanted: the keeper stops the daemon and does not restart it
+        except FileNotFoundError:
+            pass
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            _reap()
-            if not (keeper and keeper.alive()) and not (child and child.alive()):
-                break
-            time.sleep(0.05)
-        if keeper and keeper.alive():
-            _signal_group(keeper.pid, signal.SIGKILL)
+        if supervised and keeper is not None and self.run():
+            ran = ran or self.run().get("status") not in TERMINAL
+            _nudge(keeper)
+            # The keeper sends SIGTERM, then SIGKILL after the spec's stop_timeout, and says "stopped".
+            while time.monotonic() < deadline + 1 and keeper.alive():
+                if self.run().get("status") == "stopped":
+                    break
+                time.sleep(0.01)
+        elif child and child.alive():
+            _signal_group(procfs.pgid(child.pid) or child.pid, signal.SIGTERM)
+            while time.monotonic() < deadline and child.alive():
+                time.sleep(0.05)
         if child and child.alive():
             _signal_group(child.pgid or child.pid, signal.SIGKILL)
         # Whatever still carries our token is ours: descendants that left the group, or stubborn ones.
@@ -263,12 +382,17 @@ class Service:
             end = time.monotonic() + 5
             while time.monotonic() < end and self._our_pids():
                 time.sleep(0.05)
-        _reap()
         for path in (self.record_path, self.run_path, self.spec_path):
             try:
                 path.unlink()
             except FileNotFoundError:
                 pass
+        if keeper is not None and not any(services_dir().glob("*.spec")):
+            # The last service: the keeper leaves too, and a stop leaves nothing of ours behind.
+            end = time.monotonic() + 2
+            while time.monotonic() < end and keeper.alive():
+                time.sleep(0.005)
+        _reap()
         _remove_runtime_dirs(rec, keep)
         _run_stop_hook(rec)
         return ran
@@ -306,6 +430,13 @@ def adopt(name: str) -> Optional[Service]:
     if child and child.alive():
         return service  # keeper gone, daemon alive: still ours; ensure() restarts it supervised
     rec = service.record()
+    keeper = service.keeper
+    try:
+        service.spec_path.unlink()
+    except FileNotFoundError:
+        pass
+    if keeper is not None:
+        _nudge(keeper)  # it forgets a service it gave up (failed, exited), or exits with nothing left
     for path in (service.record_path, service.run_path, service.spec_path):
         try:
             path.unlink()
@@ -343,21 +474,28 @@ class Launch:
     sshd and the tunnel agent that exposes it do not need each other to come up).
     """
 
-    def __init__(self, service: Service, ready: Optional[Callable[[], bool]],
-                 proc: Optional[subprocess.Popen] = None):
+    def __init__(self, service: Service, ready: Optional[Callable[[], bool]], started: bool = False):
         self.service = service
         self.ready = ready
-        self.proc = proc
+        self.started = started
 
     def wait(self, timeout: float = 30.0) -> Service:
-        service, proc = self.service, self.proc
-        if proc is None:  # reused: it was already running and ready
+        service = self.service
+        if not self.started:  # reused: it was already running and ready
             return service
+        keeper = service.keeper
+        if keeper is None:  # a keeper started for this service: its identity goes into the record
+            keeper = _wait_keeper()
+            if keeper is not None:
+                rec = service.record()
+                rec["keeper"] = keeper.to_dict()
+                paths.write_file(service.record_path, json.dumps(rec, indent=1, sort_keys=True))
         deadline = time.monotonic() + timeout
-        pause = 0.01  # short at first (most daemons answer within a few hundred ms), then 50 ms
+        pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 20 ms
         while True:
             run = service.run()
-            if run.get("status") in ("failed", "exited", "backoff", "gave-up") or proc.poll() is not None:
+            if run.get("status") in ("failed", "exited", "backoff", "gave-up") or keeper is None \
+                    or not keeper.alive():
                 details = service.log_tail()
                 service.stop()
                 code = run.get("last_exit")
@@ -373,11 +511,11 @@ class Launch:
                     f"{service.name} was not ready within {timeout:.0f}s", log=service.log, details=details
                 )
             time.sleep(pause)
-            pause = min(0.05, pause * 1.5)
+            pause = min(0.02, pause * 1.5)
 
     def abort(self) -> None:
         """Stop it (a start that is no longer wanted); a reused service is left running."""
-        if self.proc is not None:
+        if self.started:
             self.service.stop()
 
 
@@ -398,7 +536,7 @@ def start(
 
 
 def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse: bool = True) -> Launch:
-    """Start ``spec`` under a keeper without waiting for it (see ``start`` and ``Launch.wait``)."""
+    """Start ``spec`` under the keeper without waiting for it (see ``start`` and ``Launch.wait``)."""
     _reap()
     existing = adopt(spec.name)
     if existing is not None:
@@ -415,10 +553,11 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
     with open(log, "ab") as fh:
         fh.write(f"\n[colabmagic {time.strftime('%Y-%m-%d %H:%M:%S')}] starting {spec.name}\n".encode())
     os.chmod(log, 0o600)
-    env = dict(spec.env)
-    env[TOKEN_ENV] = token
+    # Built on purpose, never the kernel's: the daemon passes it on to everything it starts.
+    env = daemon_environment.minimal({**spec.env, TOKEN_ENV: token})
     keeper_spec = {
         "name": spec.name,
+        "token": token,
         "argv": list(spec.argv),
         "env": env,
         "cwd": spec.cwd,
@@ -426,27 +565,12 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
         "backoff_max": spec.backoff_max,
         "stop_timeout": spec.stop_timeout,
         "log": str(log),
-        "run_file": str(service.run_path),
     }
-    paths.write_file(service.spec_path, json.dumps(keeper_spec, indent=1))
-    try:
-        service.run_path.unlink()
-    except FileNotFoundError:
-        pass
-    # Built on purpose, never the kernel's: the keeper passes it on to the daemon and everything it starts.
-    keeper_env = daemon_environment.minimal({TOKEN_ENV: token})
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", KEEPER_SCRIPT, str(service.spec_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=keeper_env,
-            close_fds=True,
-        )
-    _children[proc.pid] = proc
-    keeper = _wait_identity(proc.pid)
+    for path in (service.run_path, service.spec_path):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
     record = {
         "name": spec.name,
         "spec": {
@@ -458,12 +582,14 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
         },
         "fingerprint": spec.fingerprint(),
         "token": token,
-        "keeper": keeper.to_dict() if keeper else None,
+        "keeper": None,
         "started_at": time.time(),
         "log": str(log),
     }
+    keeper = _hand_over(service, keeper_spec)
+    record["keeper"] = keeper.to_dict() if keeper else None
     paths.write_file(service.record_path, json.dumps(record, indent=1, sort_keys=True))
-    return Launch(service, ready, proc)
+    return Launch(service, ready, started=True)
 
 
 def _safe(probe: Callable[[], bool]) -> bool:
@@ -471,18 +597,6 @@ def _safe(probe: Callable[[], bool]) -> bool:
         return bool(probe())
     except Exception:
         return False
-
-
-def _wait_identity(pid: int) -> Optional[ProcessIdentity]:
-    """The keeper's identity once it has exec'd Python (its cmdline names the keeper module)."""
-    deadline = time.monotonic() + 5
-    ident = None
-    while time.monotonic() < deadline:
-        ident = ProcessIdentity.of(pid)
-        if ident and KEEPER_SCRIPT in ident.cmdline:
-            return ident
-        time.sleep(0.005)
-    return ident
 
 
 def wait_restarted(service: Service, old_child_pid: int, timeout: float = 30.0) -> bool:

@@ -10,6 +10,7 @@ lifts the read-only/immutable guard so the temporary folders can be removed.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +37,11 @@ def _unmount(path: Path) -> None:
 
 
 def _unfreeze(*folders: Path) -> None:
+    chattr = shutil.which("chattr")  # e2fsprogs: not in every minimal root (Debian 13's minbase)
     for folder in folders:
         if folder.exists():
-            subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+            if chattr:
+                subprocess.run([chattr, "-i", str(folder)], capture_output=True)
             os.chmod(folder, 0o755)
 
 

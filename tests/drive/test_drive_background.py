@@ -55,10 +55,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _kill_group_of(service_name: str) -> None:
-    svc = supervisor.adopt(service_name)
-    assert svc is not None and svc.keeper is not None
-    os.killpg(os.getpgid(svc.keeper.pid), signal.SIGKILL)  # keeper and daemon: nothing restarts it
+def _kill_with_keeper(*service_names: str) -> None:
+    """SIGKILL the keeper (one for the whole home), then each daemon's process group: nothing restarts them."""
+    services = [supervisor.adopt(name) for name in service_names]
+    groups = []
+    for svc in services:
+        assert svc is not None and svc.keeper is not None and svc.child is not None
+        groups.append(svc.child.pgid or svc.child.pid)
+    os.kill(services[0].keeper.pid, signal.SIGKILL)
+    for group in groups:
+        os.killpg(group, signal.SIGKILL)
 
 
 def test_training_loop_every_reported_checkpoint_survives_a_kill(ip: Any, rclone_env: Dict[str, Path],
@@ -94,8 +100,7 @@ def test_training_loop_every_reported_checkpoint_survives_a_kill(ip: Any, rclone
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         killed_at = time.time()
-        _kill_group_of("drive-rclone")
-        _kill_group_of(background.SERVICE)
+        _kill_with_keeper("drive-rclone", background.SERVICE)
     state = json.loads(background.state_path().read_text())
     written = {}
     for line in manifest.read_text().splitlines():

@@ -204,8 +204,57 @@ def test_stop_leaves_no_zombies_and_sweeps_escaped_children(tmp_path):
     """))
     for _ in range(5):
         svc = supervisor.start(supervisor.ServiceSpec(name="forker", argv=[sys.executable, str(script)]),
-                               ready=lambda: len(supervisor.Service("forker")._our_pids()) >= 3, timeout=20)
+                               ready=lambda: len(supervisor.Service("forker")._our_pids()) >= 2, timeout=20)
         ours = svc._our_pids()
         svc.stop()
         assert not [p for p in ours if procfs.is_running(p)]
     assert procfs.zombies_of(os.getpid()) == []
+
+
+def test_one_keeper_runs_every_service_and_leaves_with_the_last(tmp_path):
+    # Supervision costs one small process however many daemons run (the row "Supervision" measures it).
+    script = tmp_path / "idle.py"
+    script.write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    names = ["one", "two", "three"]
+    services = [supervisor.start(supervisor.ServiceSpec(name=n, argv=[sys.executable, str(script)], backoff_max=1.0),
+                                 timeout=20) for n in names]
+    keepers = {svc.keeper.pid for svc in services if svc.keeper}
+    assert len(keepers) == 1
+    keeper = procfs.ProcessIdentity.of(keepers.pop())
+    assert keeper is not None
+    assert procfs.ppid(keeper.pid) != os.getpid()  # not the kernel's child: a kernel restart does not reach it
+    pids = {svc.name: svc.pid for svc in services}
+    assert all(pids.values()) and len({procfs.pgid(p) for p in pids.values()}) == 3  # a group each
+
+    services[0].stop()
+    assert not procfs.is_running(pids["one"])
+    # The others run on, still supervised: a killed daemon comes back under the same keeper.
+    os.kill(pids["two"], signal.SIGKILL)
+    assert supervisor.wait_restarted(services[1], pids["two"], timeout=30)
+    assert services[1].keeper_alive() and services[2].pid == pids["three"]
+    assert [s.name for s in supervisor.running()] == ["three", "two"]
+
+    services[1].stop()
+    services[2].stop()
+    assert probes.wait_for(lambda: not keeper.alive(), 10), "the keeper outlived the last service"
+    assert supervisor.running() == []
+    assert procfs.zombies_of(os.getpid()) == []
+
+
+def test_killed_keeper_leaves_daemons_running_and_a_new_start_supervises_again(tmp_path):
+    script = tmp_path / "idle.py"
+    script.write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    spec = supervisor.ServiceSpec(name="idle", argv=[sys.executable, str(script)])
+    svc = supervisor.start(spec, timeout=20)
+    daemon = svc.child
+    old_keeper = svc.keeper
+    assert daemon is not None and old_keeper is not None
+    os.kill(old_keeper.pid, signal.SIGKILL)
+    assert probes.wait_for(lambda: not svc.keeper_alive(), 10)
+    assert daemon.alive() and svc.status == "unsupervised"  # never killed with its keeper
+    again = supervisor.start(spec, timeout=20)  # what a magic's ensure() does: stop it, start it supervised
+    try:
+        assert not again.reused and not daemon.alive()
+        assert again.keeper_alive() and again.keeper.pid != old_keeper.pid
+    finally:
+        again.stop()

@@ -1,8 +1,8 @@
 """colabmagic's sshd config on OpenSSH 10 (PerSourcePenalties), in a Debian 13 root file system.
 
-Opt-in: set COLABMAGIC_TEST_TRIXIE_ROOT to a Debian 13 ("trixie") root made with
-``debootstrap --variant=minbase --include=openssh-server,openssh-client trixie DIR MIRROR``
-(the platform-matrix chroot). sshd from that root runs with colabmagic's
+Opt-in: set COLABMAGIC_TEST_TRIXIE_ROOT to a Debian 13 ("trixie") root with openssh-server
+(``make matrix`` does: tests/matrix/run.sh runs this file against its trixie root, after the
+inside tests installed openssh-server there). sshd from that root runs with colabmagic's
 config on a free loopback port (a chroot shares this machine's loopback);
 the real ssh client here makes 20 failed logins from 127.0.0.1, and the
 owner must still log in. The same run without colabmagic's PerSourcePenalties

@@ -253,23 +253,31 @@ def start_ssh(
     probe = TunnelConfig(name=name, local_port=sshd_config.port or 22, proto="tcp",
                          options=dict(options or {}), binary=binary)
     check(probe, via)
-    # sshd and the agent come up side by side: the agent only forwards to sshd's port.
-    pending = sshd.begin(sshd_config, progress=progress)
-    config = TunnelConfig(name=name, local_port=pending.port, proto="tcp",
-                          options=dict(options or {}), binary=binary)
-    access = {
-        "user": sshd_config.user,
-        "host_alias": host_alias,
-        "host_key_alias": pending.key.alias,
-        "known_hosts_line": pending.key.known_hosts_line(pending.key.alias),
-        "fingerprint": pending.key.fingerprint,
-        "folder": folder,
-    }
+    supervisor.warm_up()  # the keeper's interpreter starts while the host key and the agent's files are made
+    # sshd and the agent come up side by side: the agent only forwards to sshd's port, so it starts
+    # (and connects to the relay) as soon as the port is known, while sshd's config is written and checked.
+    agents: List[TunnelLaunch] = []
+
+    def launch_agent(port: int, key: sshd.HostKey) -> None:
+        config = TunnelConfig(name=name, local_port=port, proto="tcp", options=dict(options or {}), binary=binary)
+        access = {
+            "user": sshd_config.user,
+            "host_alias": host_alias,
+            "host_key_alias": key.alias,
+            "known_hosts_line": key.known_hosts_line(key.alias),
+            "fingerprint": key.fingerprint,
+            "folder": folder,
+        }
+        agents.append(launch(config, via, extra_info={"ssh_access": access, "group": GROUP}))
+
     try:
-        agent = launch(config, via, extra_info={"ssh_access": access, "group": GROUP})
+        pending = sshd.begin(sshd_config, progress=progress, on_port=launch_agent)
     except BaseException:
-        pending.abort()
+        for started in agents:
+            started.abort()  # no tunnel to an sshd that did not start
+        supervisor.settle()
         raise
+    agent = agents[0]
     try:
         server = pending.wait()
     except BaseException:

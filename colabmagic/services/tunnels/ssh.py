@@ -146,8 +146,16 @@ def sentinel(config: TunnelConfig) -> Path:
     return folder() / f"{config.name}.ready-probe"
 
 
+# Older OpenSSH (Debian 11's 8.4) logs a Unix-socket target as its empty host and port:
+# "to (null):-2" (clientloop.c prints connect_host:connect_port; -2 is PORT_STREAMLOCAL). Our
+# only Unix-socket forward is the sentinel, so that line names it as surely as the path does.
+STREAMLOCAL_TARGET = "(null):-2"
+
+
 def _ready_pattern(config: TunnelConfig) -> re.Pattern:
-    return re.compile(re.escape(ALLOCATED.format(port="PORT", target=str(sentinel(config)))).replace("PORT", r"\d+"))
+    targets = [re.escape(ALLOCATED.format(port="PORT", target=t)).replace("PORT", r"\d+")
+               for t in (str(sentinel(config)), STREAMLOCAL_TARGET)]
+    return re.compile("|".join(targets))
 
 
 def _allocated(config: TunnelConfig, text: str) -> Optional[int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ... import display as fmt
-from ...errors import BadInputError, ColabMagicError, ServiceError
+from ...errors import BadInputError, ColabMagicError, InstallError, ServiceError
 from ...system import daemon_environment, environment, installer, probes, secrets, supervisor
 from ...system.secrets import Secret, SecretLike
 from . import components as parts
@@ -30,6 +30,9 @@ PASSWORD_SECRET = "VNC_PASSWORD"
 TUNNEL_NAME = "vnc"
 HTTP_PROVIDERS = ("cloudflared", "ngrok", "colab")
 TIGERVNC_PACKAGES = ("tigervnc-standalone-server", "tigervnc-tools")
+# Debian 11 (TigerVNC 1.11) has no tigervnc-tools: vncpasswd is in tigervnc-common there, which
+# tigervnc-standalone-server depends on. From Debian 12 and Ubuntu 22.04 on it is in tigervnc-tools.
+VNCPASSWD_TOOLS = "tigervnc-tools"
 DESKTOP_PACKAGES = ("xfce4", "xfce4-terminal", "dbus-x11", "x11-utils")
 WEB_PACKAGES = ("novnc", "websockify")
 CAPTURE_SCRIPT = str(Path(__file__).with_name("capture.py"))
@@ -165,6 +168,16 @@ def required_packages(config: VncConfig, server: Optional[parts.Server]) -> List
     return needed
 
 
+def _install(packages: List[str], progress: Optional[Progress]) -> None:
+    """Install ``packages``; where the release has no tigervnc-tools (Debian 11), without it."""
+    try:
+        installer.ensure_packages(packages, progress=progress)
+    except InstallError:
+        if VNCPASSWD_TOOLS not in packages or installer.known_to_apt(VNCPASSWD_TOOLS):
+            raise
+        installer.ensure_packages([p for p in packages if p != VNCPASSWD_TOOLS], progress=progress)
+
+
 def _validate(config: VncConfig) -> None:
     parts.parse_geometry(config.geometry)
     parts.check_depth(int(config.depth))
@@ -239,7 +252,7 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
     tunnel_config = _tunnel_config(config, via, web_port if config.web else vnc_port) if via else None
 
     server = parts.find_server()
-    installer.ensure_packages(required_packages(config, server), progress=install_progress or progress)
+    _install(required_packages(config, server), install_progress or progress)
     server = parts.find_server()
     if server is None:
         raise ServiceError("no VNC server (Xvnc and vncpasswd) was found after installing TigerVNC")

@@ -366,10 +366,10 @@ def end_detached(service: supervisor.Service) -> List[int]:
     would wait its whole timeout before sweeping them.
     """
     token = service.token
-    keeper = service.keeper
-    if not token or keeper is None:
+    child = service.child
+    if not token or child is None:
         return []
-    group = procfs.pgid(keeper.pid)
+    group = child.pgid or procfs.pgid(child.pid)
     ended = []
     for pid in procfs.processes_with_env(supervisor.TOKEN_ENV, token):
         if group is None or procfs.pgid(pid) != group:
