@@ -515,3 +515,97 @@ def test_a_file_the_write_back_uploaded_before_the_sync_is_not_waited_for(
     monkeypatch.setattr(rclone_backend, "RELEASE_WAIT", 600.0)
     report = ip.cell("%drive_sync --timeout 60").value
     assert report.verified and [f.path for f in report.files] == ["early.bin"]
+
+
+def test_content_changed_on_the_remote_after_the_upload_is_caught_by_reading_it_back(
+    ip: Any, rclone_env: Dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verification reads the file back from the remote, not what the upload hashed on its way
+    (rclone's own post-upload check is off for a local folder: it hashed the same bytes in memory
+    twice). The remote's copy altered after the upload, same size: the sync fails, naming it."""
+    from colabmagic.services.drive import rclone as rclone_backend
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    flush = rclone_backend.RcloneBackend.flush
+
+    def flush_then_damage(self: Any, *args: Any, **kwargs: Any) -> None:
+        flush(self, *args, **kwargs)
+        with open(remote / "weights.bin", "r+b") as fh:  # one byte flipped where it landed
+            fh.seek(MB)
+            byte = fh.read(1)
+            fh.seek(MB)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+
+    monkeypatch.setattr(rclone_backend.RcloneBackend, "flush", flush_then_damage)
+    c = ip.cell(f"%%drive_sync\nopen({str(mp)!r} + '/weights.bin', 'wb').write(__import__('os').urandom(3 << 20))",
+                check=False)
+    assert isinstance(c.error, drive.DriveSyncError), c.error
+    failed = {f.path: f.reason for f in c.error.report.failed}
+    assert failed == {"weights.bin": "sha256 differs on the remote (stale content)"}
+    assert (remote / "weights.bin").stat().st_size == 3 << 20
+
+
+def test_the_mount_skips_rclone_checks_that_cannot_find_anything_only_for_a_local_folder(
+    rclone_env: Dict[str, Path]
+) -> None:
+    """A local-folder remote: rclone's post-upload check would hash the same bytes twice in memory,
+    so it is off (the sync reads the file back); fingerprints leave out slow hashes. A named remote
+    (Drive, SFTP, S3) keeps rclone's check: its hash comes from the remote."""
+    from colabmagic.services.drive import rclone as rclone_backend
+
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    drive.mount(drive.DriveConfig(backend="rclone", remote=str(remote), mountpoint=str(mp), write_back="5m"))
+    argv = open(f"/proc/{mount_pid()}/cmdline", "rb").read().decode().split("\0")
+    assert argv[1] == "mount" and "--ignore-checksum" in argv and "--vfs-fast-fingerprint" in argv
+    assert [r for r in ("/data/x", "./x", "x", "/a:b", "gdrive:x", ":local:/x", "my remote:dir", "s3:bucket")
+            if rclone_backend._local_path(r)] == ["/data/x", "./x", "x", "/a:b"]
+
+
+def test_each_file_is_open_for_reading_before_its_upload_is_started(
+    ip: Any, rclone_env: Dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync reads the changed files through the mount while rclone uploads them, but starts the
+    upload of a file only once it holds the file open: a file opened just as its upload completes
+    can be read wrongly by rclone. Here each open comes a second late; no upload may start first."""
+    import importlib
+    import threading
+
+    from colabmagic.services.drive import rclone as rclone_backend
+
+    sync_module = importlib.import_module("colabmagic.services.drive.sync")  # the package exports sync()
+    remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
+    configure(ip, rclone_env, write_back="5m")
+    events: list = []
+    lock = threading.Lock()
+    open_for_reading = sync_module._open_for_reading
+
+    def late_open(path: str, direct: bool) -> int:
+        time.sleep(1.0)
+        fd = open_for_reading(path, direct)
+        with lock:
+            events.append(("open", os.path.basename(path)))
+        return fd
+
+    rc = rclone_backend.RcloneBackend._rc
+    names: Dict[int, str] = {}
+
+    def recording_rc(self: Any, command: str, params: Any = None, timeout: float = 10.0) -> Any:
+        answer = rc(self, command, params, timeout)
+        if command == "vfs/queue":
+            names.update({int(i["id"]): str(i["name"]) for i in answer.get("queue") or []})
+        elif command == "vfs/queue-set-expiry":
+            with lock:
+                events.append(("upload", names.get(int(params["id"]), "?")))
+        return answer
+
+    monkeypatch.setattr(sync_module, "_open_for_reading", late_open)
+    monkeypatch.setattr(rclone_backend.RcloneBackend, "_rc", recording_rc)
+    body = "".join(f"open({str(mp)!r} + '/part{i}.bin', 'wb').write(b'{i}' * ({i} + 1) * 300000)\n" for i in range(3))
+    report = ip.cell("%%drive_sync --timeout 120\n" + body).value
+    assert report.verified and sorted(f.path for f in report.files) == ["part0.bin", "part1.bin", "part2.bin"]
+    for i in range(3):
+        name = f"part{i}.bin"
+        assert ("upload", name) in events, events
+        assert events.index(("open", name)) < events.index(("upload", name)), events
+        assert (remote / name).read_bytes() == str(i).encode() * (i + 1) * 300000

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import ColabMagicError, ServiceError
 from ...system import daemon_environment, installer, paths, probes, secrets, supervisor
@@ -43,6 +43,7 @@ MIN_VERSION = (1, 68, 0)  # vfs/queue and vfs/queue-set-expiry
 RELEASE_WAIT = 10.0  # seconds a flush waits for rclone to take the last close of a file just written
 FAIL_AFTER_TRIES = 3  # an upload that failed this often, with nothing else in flight, is reported
 NOW = -1e9  # vfs/queue-set-expiry: "a large negative number" uploads as soon as possible
+REMOTE_PREFIX = re.compile(r"^:?[\w.@ -]+:")  # rclone's "remote:" / ":backend:" (fspath.Parse)
 VERSION_LINE = re.compile(r"^rclone v?(\d+)\.(\d+)(?:\.(\d+))?")
 UPLOAD_FAILED = re.compile(
     r"ERROR : (?P<name>.+?): vfs cache: failed to upload try #(?P<try>\d+), will retry in \S+: (?P<why>.*)$"
@@ -287,9 +288,19 @@ class RcloneBackend:
             "--cache-dir", str(cache_dir()),
             "--vfs-cache-mode", "writes",
             "--vfs-write-back", self.config.write_back,
+            # Change detection without the slow hashes (ones rclone computes by reading the file: a
+            # local folder's, SFTP's): else each upload is followed by one more full read of the file
+            # on the remote. rclone's docs recommend it there; Google Drive's md5 comes with its
+            # listing, so it stays in Drive's fingerprints.
+            "--vfs-fast-fingerprint",
             "--rc", "--rc-addr", f"127.0.0.1:{port}", "--rc-htpasswd", str(_htpasswd()),
             "-v",
         ]
+        if _local_path(remote):
+            # From a local cache to a local folder rclone's post-upload check hashes the same bytes
+            # in memory twice (the local backend hashes what it writes as it writes it): it can
+            # find nothing, and costs two md5 passes. The sync's own check reads the file back.
+            argv.append("--ignore-checksum")
         if self.config.bwlimit:
             argv += ["--bwlimit", self.config.bwlimit]
         # Through launch.py, so a restart after rclone was killed clears the dead mount it left.
@@ -338,19 +349,23 @@ class RcloneBackend:
         return stats if isinstance(stats, dict) and "uploadsQueued" in stats else None
 
     # -- flush
-    def _expedite(self) -> List[Dict[str, Any]]:
-        """vfs/queue, with every item not yet uploading moved to "upload now"."""
+    def _expedite(self, ready: Optional[Callable[[str], bool]] = None) -> List[Dict[str, Any]]:
+        """vfs/queue, with every item not yet uploading moved to "upload now" (of the files the sync
+        reads through the mount, only those ``ready`` says it holds open or has read)."""
         queue = self._rc("vfs/queue").get("queue") or []
         for item in queue:
-            if not item.get("uploading") and float(item.get("expiry", 0)) > 0:
-                try:
-                    self._rc("vfs/queue-set-expiry", {"id": item["id"], "expiry": NOW})
-                except ColabMagicError:
-                    pass  # it started (or finished) meanwhile
+            if item.get("uploading") or float(item.get("expiry", 0)) <= 0:
+                continue
+            if ready is not None and not ready(str(item.get("name", ""))):
+                continue
+            try:
+                self._rc("vfs/queue-set-expiry", {"id": item["id"], "expiry": NOW})
+            except ColabMagicError:
+                pass  # it started (or finished) meanwhile
         return queue
 
-    def flush(self, deadline: float, expected: Optional[Dict[str, Tuple[int, Optional[str]]]] = None,
-              algo: Optional[str] = None) -> None:
+    def flush(self, deadline: float, expected: Optional[Mapping[str, Tuple[int, Optional[str]]]] = None,
+              algo: Optional[str] = None, ready: Optional[Callable[[str], bool]] = None) -> None:
         """Upload everything waiting in rclone's queue now, and return once it is empty.
 
         The release race: the kernel hands a file's last close to rclone after
@@ -358,7 +373,9 @@ class RcloneBackend:
         first write after an open took it off the queue). So a file the sync
         expects that has not been in the queue is waited for (up to
         RELEASE_WAIT) unless the remote already holds it as expected (uploaded
-        by the write-back before the sync).
+        by the write-back before the sync). ``expected`` may still be being
+        read (sync.py reads the files while this runs); ``ready`` says which
+        queued files may upload now (see _expedite).
         """
         svc = self.service()
         if svc is None:
@@ -370,9 +387,10 @@ class RcloneBackend:
         total = 0
         queue: List[Dict[str, Any]] = []
         tries_before: Dict[str, int] = {}
+        want: Optional[Dict[str, Any]] = None
         while True:
             try:
-                queue = self._expedite()
+                queue = self._expedite(ready)
                 stats = self._stats()
             except (ColabMagicError, OSError) as err:
                 if not svc.child_alive():
@@ -384,8 +402,14 @@ class RcloneBackend:
             busy = bool(queue) or stats is None or int(stats["uploadsQueued"]) + int(stats["uploadsInProgress"]) > 0
             if not busy:
                 if waiting:
+                    if want is None:
+                        # Waits for files still being read. One held open by that reading is queued only
+                        # once it is closed: look at the queue again, with the full wait from now.
+                        want = {p: (expected or {}).get(p) for p in waiting}
+                        release_until = max(release_until, min(deadline, time.monotonic() + RELEASE_WAIT))
+                        continue
                     present = self.remote_files(sorted(waiting), algo, deadline)
-                    matched = {p for p in waiting if p in present and present[p] == (expected or {}).get(p)}
+                    matched = {p for p in waiting if p in present and present[p] == want.get(p)}
                     self._confirmed.update({p: present[p] for p in matched})
                     waiting -= matched
                 if not waiting or time.monotonic() >= release_until:
@@ -496,6 +520,11 @@ def _fuse2_path() -> Dict[str, str]:
         link.symlink_to(tool)
     path = daemon_environment.minimal().get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
     return {"PATH": f"{shim}:{path}"}
+
+
+def _local_path(remote: str) -> bool:
+    """Whether rclone takes ``remote`` for a local path (no ``name:`` or ``:backend:`` prefix)."""
+    return not REMOTE_PREFIX.match(remote)
 
 
 def _lazy_unmount(mountpoint: str) -> None:

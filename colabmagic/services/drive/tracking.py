@@ -145,35 +145,61 @@ def diff(old: Snapshot, new: Snapshot) -> List[Change]:
     return changes
 
 
-def _chunks(path: str) -> Iterator[bytes]:
-    """The file's bytes in order, read READ_AHEAD chunks ahead in threads: a FUSE mount answers
-    each read request in turn, so reads in flight together come through faster than one by one."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
-            pending: Deque[Future] = deque()
-            offset = 0
-            while pending or offset < size:
-                while offset < size and len(pending) < READ_AHEAD:
-                    pending.append(pool.submit(os.pread, fd, CHUNK, offset))
-                    offset += CHUNK
-                yield pending.popleft().result()
-    finally:
-        os.close(fd)
+def _chunks(fd: int, size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of an open file in order, read READ_AHEAD chunks ahead in threads: a
+    FUSE mount answers each read request in turn, so reads in flight together come through faster
+    than one by one."""
+    if size <= CHUNK:
+        yield _pread(fd, size, 0)
+        return
+    with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
+        pending: Deque[Future] = deque()
+        offset = 0
+        while pending or offset < size:
+            while offset < size and len(pending) < READ_AHEAD:
+                pending.append(pool.submit(_pread, fd, min(CHUNK, size - offset), offset))
+                offset += CHUNK
+            yield pending.popleft().result()
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    """``n`` bytes at ``offset``, fewer only at the end of the file (a read may return less)."""
+    data = os.pread(fd, n, offset)
+    if len(data) == n or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.pread(fd, n - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 def file_hash(path: str, algo: str, deadline: Optional[float] = None,
               progress: Optional[Callable[[int], None]] = None) -> str:
     """The hex digest of a file (``algo`` as rclone names it: sha256, md5, sha1 or crc32)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return fd_hash(fd, os.fstat(fd).st_size, algo, deadline, progress)
+    finally:
+        os.close(fd)
+
+
+def fd_hash(fd: int, size: int, algo: str, deadline: Optional[float] = None,
+            progress: Optional[Callable[[int], None]] = None) -> str:
+    """The hex digest of the first ``size`` bytes of an open file (a file that grew meanwhile is
+    read to its size when opened; one cut shorter gives the digest of what is left)."""
     if algo == "crc32":
         crc = 0
-        for chunk in _chunks(path):
+        for chunk in _chunks(fd, size):
             crc = zlib.crc32(chunk, crc)
             _tick(deadline, progress, len(chunk))
         return f"{crc:08x}"
     digest = HASHERS[algo]()
-    for chunk in _chunks(path):
+    for chunk in _chunks(fd, size):
         digest.update(chunk)
         _tick(deadline, progress, len(chunk))
     return digest.hexdigest()
