@@ -67,8 +67,10 @@ def _ours(ip) -> dict:
     from colabmagic.magics.base import ColabMagicsBase
 
     def mine(fn) -> bool:
-        fn = getattr(fn, "__wrapped__", fn)  # IPython 7.34 wraps callbacks
-        return isinstance(getattr(fn, "__self__", None), ColabMagicsBase)
+        # IPython 7.34 wraps event callbacks (the bound method is in __wrapped__); a magic is the bound
+        # method itself, whose __wrapped__ is the plain function: look at both.
+        return any(isinstance(getattr(f, "__self__", None), ColabMagicsBase)
+                   for f in (fn, getattr(fn, "__wrapped__", None)))
 
     return {
         "magics": sorted(name for table in ip.magics_manager.magics.values()
