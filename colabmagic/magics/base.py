@@ -35,23 +35,38 @@ def get_state(shell: Any) -> ColabMagicState:
     return state
 
 
+class _Deferred(ModuleType):
+    """Stands for a module not imported yet; the first attribute read imports it (and its package).
+
+    importlib's LazyLoader cannot defer a submodule: finding one reads its
+    package's ``__path__``, which runs the package (``services.drive`` imports
+    its whole sync machinery). This finds nothing until it is used.
+    """
+
+    def _module(self) -> ModuleType:
+        real = self.__dict__.get("_real")
+        if real is None:
+            real = importlib.import_module(self.__name__)
+            self.__dict__["_real"] = real
+        return real
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._module(), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self._module(), attr, value)
+
+    def __delattr__(self, attr: str) -> None:
+        delattr(self._module(), attr)
+
+
 def lazy_import(name: str) -> ModuleType:
-    """Module ``name``, executed only on its first attribute access.
+    """Module ``name``, imported only on its first attribute access.
 
     The magics modules refer to their services through this, so ``%load_ext
     colabmagic`` registers every magic without importing any service.
     """
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ImportError(name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+    return sys.modules.get(name) or _Deferred(name)
 
 
 def defaults_from(config: str, *same: str, **renamed: str) -> Dict[str, Any]:
