@@ -199,13 +199,9 @@ class ColabMagicsBase(Magics):
             print(events.configure(change["new"]))
 
     def _acts_on_notify(self) -> bool:
-        """Only the %colabmagic instance the shell has registered now: an instance left from an earlier
-        load (IPython keeps every Magics instance among the shell's configurables) stays quiet."""
-        if type(self).__name__ != "ColabMagics":
-            return False
-        manager = getattr(self.shell, "magics_manager", None)
-        registry = getattr(manager, "registry", None)
-        return registry is None or registry.get("ColabMagics") is self
+        """Every colabmagic class sees the setting; the one behind %colabmagic acts on it (``unregister``
+        takes an earlier load's instances out of the shell's configurables, so there is one)."""
+        return type(self).__name__ == "ColabMagics"
 
     def parse(self, parser: MagicArgumentParser, line: str) -> Optional[Any]:
         """Parse ``line`` (None if only help was shown) and make sure the state object exists."""

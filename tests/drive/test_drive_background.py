@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from support.webhook import Receiver, assert_no_canary
+from support.webhook import Receiver, assert_no_canary, enable
 from test_drive_rclone import configure
 
 from colabmagic.services.drive import background
@@ -133,17 +133,7 @@ def test_every_refuses_on_colab_and_stops_with_off(ip: Any, colab_env: Dict[str,
 
 @pytest.fixture
 def notified(ip: Any, cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from support.webhook import CANARY_ENV, CANARY_STORED
-
-    from colabmagic.system import secrets
-
-    receiver = Receiver()
-    for name, value in CANARY_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name, value in CANARY_STORED.items():
-        secrets.store(name, value)
-    monkeypatch.setenv("COLABMAGIC_NOTIFY_URL", receiver.url)
-    ip.cell("%config ColabMagicsBase.notify = 'on'")
+    receiver = enable(ip, monkeypatch)
     yield receiver
     receiver.stop()
 

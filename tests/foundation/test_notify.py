@@ -15,19 +15,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from support.webhook import CANARY_ENV, CANARY_STORED, Receiver, assert_no_canary
+from support.webhook import CANARY_ENV, CANARY_STORED, Receiver, assert_no_canary, plant
 
-from colabmagic.system import daemon_environment, notify, secrets, supervisor
+from colabmagic.system import daemon_environment, notify, supervisor
 
 
 @pytest.fixture
 def receiver(ip: Any, cm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    r = Receiver()
-    for name, value in CANARY_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name, value in CANARY_STORED.items():
-        secrets.store(name, value)
-    monkeypatch.setenv("COLABMAGIC_NOTIFY_URL", r.url)
+    r = plant(monkeypatch)
     yield r
     r.stop()
 

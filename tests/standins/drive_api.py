@@ -7,6 +7,16 @@ It serves ``GET /drive/v3/files?q='<folderId>' in parents and trashed = false``
 and ``POST /token`` answering a refresh-token grant the way
 oauth2.googleapis.com does (``credentials()`` gives google-auth credentials using it). A listing without the issued bearer token gets
 401, as the real API does.
+
+Follows: the Drive API v3 REST reference for ``files.list``
+(developers.google.com/drive/api/reference/rest/v3/files/list: ``q``,
+``pageSize``, ``pageToken``/``nextPageToken``, ``md5Checksum``, ``size`` as a
+string) and its error guide (developers.google.com/drive/api/guides/handle-errors:
+401 "Request had invalid authentication credentials.", 400 "Invalid Value",
+404 "Not Found", each as ``{"error": {"code", "message"}}``); the token
+endpoint as google-auth 2.63.1's ``google/oauth2/_client.py`` reads it
+(``access_token``/``expires_in``, and ``{"error": "invalid_grant"}`` on a bad
+refresh token, which google-auth raises as RefreshError).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Public host names the stand-ins advertise (``*.trycloudflare.com``,
 ``*.ngrok-free.app``) are "resolved" through the stand-ins' registry folder
 ($COLABMAGIC_STANDIN_EDGE_DIR), the test's stand-in for DNS.
+
+Not a stand-in itself: the programs it drives are in tests/standins/, each
+naming the real source and version it follows.
 """
 
 from __future__ import annotations

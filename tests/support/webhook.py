@@ -81,8 +81,8 @@ def assert_no_canary(receiver: Receiver, home: Path) -> None:
             assert canary not in text, f"a secret ({canary[:12]}...) is in a notification: {text[:300]}"
 
 
-def enable(ip: Any, monkeypatch: Any) -> Receiver:
-    """Canaries in place, a receiver listening, ``%config ColabMagicsBase.notify = 'on'`` (the caller stops it)."""
+def plant(monkeypatch: Any) -> Receiver:
+    """Canaries in place and a receiver listening, its URL in COLABMAGIC_NOTIFY_URL (the caller stops it)."""
     from colabmagic.system import secrets
 
     receiver = Receiver()
@@ -91,5 +91,11 @@ def enable(ip: Any, monkeypatch: Any) -> Receiver:
     for name, value in CANARY_STORED.items():
         secrets.store(name, value)
     monkeypatch.setenv("COLABMAGIC_NOTIFY_URL", receiver.url)
+    return receiver
+
+
+def enable(ip: Any, monkeypatch: Any) -> Receiver:
+    """``plant``, then ``%config ColabMagicsBase.notify = 'on'`` (the caller stops the receiver)."""
+    receiver = plant(monkeypatch)
     ip.cell("%config ColabMagicsBase.notify = 'on'")
     return receiver

@@ -1,5 +1,10 @@
 """The stand-ins hold the product to the real interfaces: its generated configs pass their strict
-checks, and they refuse what the real programs refuse."""
+checks, and they refuse what the real programs refuse.
+
+Tests, not stand-ins: the stand-ins they run (tests/standins/frpc, ngrok, cloudflared) each name
+the real source file and version they follow. The example.org addresses are only written into
+config files that the stand-ins check; nothing connects to them.
+"""
 
 from __future__ import annotations
 
