@@ -11,6 +11,8 @@ from typing import Any, Callable, List, Optional, Tuple
 from colabmagic.demo import relay as demo_relay
 from colabmagic.system import probes
 
+from .displays import free_display  # noqa: F401  (the fault tests' import)
+
 
 def time_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> Tuple[bool, float]:
     """(whether ``predicate`` came true within ``timeout``, seconds it took)."""
@@ -170,16 +172,6 @@ def rfb_login(port: int, password: str, out: Path) -> bool:
     except subprocess.TimeoutExpired:
         return False
     return r.returncode == 0 and out.exists() and out.stat().st_size > 1000
-
-
-def free_display() -> int:
-    import os
-
-    for number in range(20 + os.getpid() % 50, 99):
-        if (not Path(f"/tmp/.X{number}-lock").exists() and not Path(f"/tmp/.X11-unix/X{number}").exists()
-                and not probes.port_open(5900 + number)):
-            return number
-    raise AssertionError("no free X display between :20 and :98")
 
 
 def release_drive_mount(mountpoint: Path) -> None:

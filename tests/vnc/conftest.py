@@ -7,31 +7,17 @@ own home is left alone.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from colabmagic.system import probes, procfs
-
-
-def _display_free(number: int) -> bool:
-    return (
-        not Path(f"/tmp/.X{number}-lock").exists()
-        and not Path(f"/tmp/.X11-unix/X{number}").exists()
-        and procfs.port_holder(5900 + number) is None
-        and not probes.port_open(5900 + number)
-    )
+from support.displays import free_display
 
 
 @pytest.fixture
 def display_number() -> int:
     """A display :N (N >= 20) whose lock, socket and VNC port are all free."""
-    for number in range(20 + os.getpid() % 50, 99):
-        if _display_free(number):
-            return number
-    pytest.fail("no free X display between :20 and :98")
+    return free_display()
 
 
 @pytest.fixture(scope="session")

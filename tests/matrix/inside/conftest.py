@@ -18,24 +18,12 @@ from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
-
-
-def _display_free(number: int) -> bool:
-    abstract = f"@/tmp/.X11-unix/X{number}"
-    unix = Path("/proc/net/unix").read_text()
-    from colabmagic.system import probes
-
-    return (not Path(f"/tmp/.X{number}-lock").exists() and not Path(f"/tmp/.X11-unix/X{number}").exists()
-            and abstract not in unix and not probes.port_open(5900 + number)
-            and not probes.port_open(6000 + number))
+from support.displays import free_display
 
 
 @pytest.fixture
 def matrix_display_number() -> int:
-    for number in range(20 + os.getpid() % 40, 99):
-        if _display_free(number):
-            return number
-    pytest.fail("no free X display between :20 and :98")
+    return free_display()
 
 
 @pytest.fixture
