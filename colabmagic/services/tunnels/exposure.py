@@ -24,6 +24,7 @@ from typing import Callable, Optional
 from ...errors import BadInputError
 from ...system import supervisor
 from .. import tunnel_registry
+from ..records import Listing
 
 # Counted by the fault suite's summary ("cleartext exposures refused").
 REFUSED = {"count": 0}
@@ -64,22 +65,26 @@ SAFE_TCP = "--via cloudflared (TLS; the client runs `cloudflared access tcp`), o
            "`ssh -L {port}:localhost:{port}`"
 
 
+# What a colabmagic service's listed address (its record's, see services/records.py) is, when
+# someone asks to expose that port.
+CONTROL_PORTS = {
+    "aria2": "aria2's RPC (aria2c runs as root; its RPC can write files anywhere)",
+    "drive-rclone": "rclone's remote-control API (it can read and change your Drive)",
+    "vnc-web": "the noVNC web client in front of VNC (plain http, it carries the VNC password)",
+    "vnc-xserver": "raw VNC (RFB) for display :{display}: an 8-character password and every keystroke in clear",
+    "jupyter": "JupyterLab (its login token would cross in clear; use %tunnel jupyter)",
+}
+VNC_BASE_PORT = 5900  # display :N listens on 5900 + N (vnc/components.py)
+
+
 def internal_port(port: int) -> Optional[str]:
     """What a colabmagic control port is ("aria2's RPC ..."), or None for an ordinary port."""
     for service in supervisor.running():
-        info = service.info
-        if info.get("group") == "aria2" and int(info.get("port", 0) or 0) == port:
-            return "aria2's RPC (aria2c runs as root; its RPC can write files anywhere)"
-        if info.get("rc_port") and int(info["rc_port"]) == port:
-            return "rclone's remote-control API (it can read and change your Drive)"
-        if service.name == "vnc-web" and int(info.get("web_port", 0) or 0) == port:
-            return "the noVNC web client in front of VNC (plain http, it carries the VNC password)"
-        if service.name == "vnc-xserver" and int(info.get("port", 0) or 0) == port:
-            return f"raw VNC (RFB) for display {info.get('display')}: an 8-character password and every keystroke in clear"
-        if service.name == "jupyter" and int(info.get("port", 0) or 0) == port:
-            return "JupyterLab (its login token would cross in clear; use %tunnel jupyter)"
-    if 5900 <= port <= 5999:
-        return f"raw VNC (RFB) for display :{port - 5900}: an 8-character password and every keystroke in clear"
+        what = CONTROL_PORTS.get(service.name)
+        if what and Listing.of(service).address == f"127.0.0.1:{port}":
+            return what.format(display=port - VNC_BASE_PORT)
+    if VNC_BASE_PORT <= port <= VNC_BASE_PORT + 99:
+        return CONTROL_PORTS["vnc-xserver"].format(display=port - VNC_BASE_PORT)
     return None
 
 

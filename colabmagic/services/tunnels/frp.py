@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from ...errors import BadInputError, ServiceError
 from ...system import paths, secrets, supervisor
 from . import agent, binaries
-from .base import Provider, PublicAddress, TunnelConfig
+from .base import Provider, PublicAddress, TunnelConfig, recorded_config
 
 ADMIN_USER = "colabmagic"
 HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
@@ -260,10 +260,7 @@ class FrpProvider(Provider):
         base = service.status
         if base != "running":
             return base
-        info = service.info
-        config = TunnelConfig(name=str(info.get("tunnel", "")), local_port=int(info.get("local_port", 0)),
-                              proto=str(info.get("proto", "tcp")), options=dict(info.get("options") or {}))
-        status = self._status(config, service)
+        status = self._status(recorded_config(service), service)
         if status is None:
             return "connecting"
         if status.get("status") == "running":

@@ -28,7 +28,7 @@ from pyngrok.exception import PyngrokError
 from ...errors import BadInputError, ColabMagicError, ServiceError
 from ...system import paths, secrets, supervisor
 from . import agent, binaries
-from .base import Provider, PublicAddress, TunnelConfig
+from .base import Provider, PublicAddress, TunnelConfig, recorded_config
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 REMOTE_ADDR = re.compile(r"^(?=.{1,253}:)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:[0-9]{1,5}$")
@@ -128,7 +128,7 @@ class NgrokProvider(Provider):
             data = pyngrok_api.api_request(f"{api_url}/api/tunnels", method="GET", timeout=2)
         except (PyngrokError, OSError, ValueError):
             return None
-        settings = pyngrok_config(str(service.info.get("binary") or "ngrok"), str(service.info.get("config_file")))
+        settings = pyngrok_config(config.binary or "ngrok", str(service.info.get("config_file")))
         for item in data.get("tunnels") or []:
             tunnel = pyngrok_api.NgrokTunnel(item, settings, api_url)
             if tunnel.name == config.name and tunnel.public_url:
@@ -152,9 +152,7 @@ class NgrokProvider(Provider):
         base = service.status
         if base != "running":
             return base
-        info = service.info
-        config = TunnelConfig(name=str(info.get("tunnel", "")), local_port=int(info.get("local_port", 0)))
-        return "running" if self._tunnel(config, service) is not None else "connecting"
+        return "running" if self._tunnel(recorded_config(service), service) is not None else "connecting"
 
     def explain(self, config: TunnelConfig, error: ServiceError) -> ServiceError:
         text = "\n".join(error.details)
