@@ -21,6 +21,9 @@ from colabmagic.services.jupyter import JupyterRecord
 from colabmagic.services.records import Listing, Record
 from colabmagic.services.sshd import SshdRecord
 from colabmagic.services.tunnels.base import PublicAddress, TunnelConfig, TunnelRecord
+from colabmagic.services.tunnels.cloudflared import NamedFacts, QuickFacts
+from colabmagic.services.tunnels.frp import FrpFacts
+from colabmagic.services.tunnels.ngrok import NgrokFacts
 from colabmagic.services.vnc.components import Exposure, SessionRecord, WebRecord, XServerRecord
 
 SSHD = {"group": "ssh", "address": "127.0.0.1:2222", "port": 2222, "user": "root", "password_login": False,
@@ -74,7 +77,16 @@ def test_a_record_the_previous_version_wrote_reads_the_same(cls: Type[Record], i
      ARIA2),
     (MountRecord(rc_port=40111, mountpoint="/content/drive", remote="Google Drive:colab"), MOUNT),
     (BackgroundRecord(interval=300.0, mountpoint="/content/drive", track="runs"), BACKGROUND),
-], ids=["sshd", "jupyter", "aria2", "drive-mount", "drive-background"])
+    # A tunnel agent's own facts, beside its TunnelRecord: a quick tunnel keeps its public URL.
+    (QuickFacts(metrics_port=41000), {"metrics_port": 41000}),
+    (NamedFacts(metrics_port=41000, named_hostname="app.example.com", tunnel_id="t-1", token_digest="d" * 16),
+     {"metrics_port": 41000, "named_hostname": "app.example.com", "tunnel_id": "t-1", "token_digest": "d" * 16}),
+    (NgrokFacts(web_port=4040, config_file="/h/tunnels/web.ngrok.yml", config_digest="e" * 16),
+     {"web_port": 4040, "config_file": "/h/tunnels/web.ngrok.yml", "config_digest": "e" * 16}),
+    (FrpFacts(admin_port=7400, config_file="/h/tunnels/web.frpc.toml", config_digest="f" * 16),
+     {"admin_port": 7400, "config_file": "/h/tunnels/web.frpc.toml", "config_digest": "f" * 16}),
+], ids=["sshd", "jupyter", "aria2", "drive-mount", "drive-background", "cloudflared-quick", "cloudflared-named",
+        "ngrok", "frp"])
 def test_an_upgrade_keeps_these_daemons_running(record: Record, previous: Dict[str, Any]) -> None:
     """The same dict as before: the fingerprint matches, so the running daemon is reused as it is."""
     assert record.to_info() == previous
@@ -82,7 +94,8 @@ def test_an_upgrade_keeps_these_daemons_running(record: Record, previous: Dict[s
 
 def test_a_missing_key_or_a_wrong_value_reads_as_the_default() -> None:
     for cls in (SshdRecord, JupyterRecord, Aria2Record, MountRecord, BackgroundRecord, XServerRecord,
-                SessionRecord, WebRecord, Exposure, StageRecord, Listing):
+                SessionRecord, WebRecord, Exposure, StageRecord, Listing, QuickFacts, NamedFacts, NgrokFacts,
+                FrpFacts):
         assert cls.from_info({}) == cls()
     older = dict(ARIA2)
     del older["bittorrent"], older["offline"]  # an older version wrote neither
