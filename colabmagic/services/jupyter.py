@@ -47,8 +47,8 @@ class JupyterRecord(Record):
     port: int = 0
     root_dir: str = ""
 
-    def listed_address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def loopback_port(self) -> int:
+        return self.port
 
 
 def folder() -> Path:

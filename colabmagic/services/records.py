@@ -33,9 +33,14 @@ class Record:
     GROUP: ClassVar[str] = ""  # what ``%colabmagic stop GROUP`` stops with it ("" for none)
     KIND: ClassVar[str] = ""  # which record a view across services has in hand ("" for no need to know)
 
+    def loopback_port(self) -> int:
+        """The port the service listens on at 127.0.0.1 (0 for none)."""
+        return 0
+
     def listed_address(self) -> str:
         """The address ``%colabmagic status`` shows ("" for none)."""
-        return ""
+        port = self.loopback_port()
+        return f"127.0.0.1:{port}" if port else ""
 
     def to_info(self) -> Dict[str, Any]:
         """The plain JSON dict for ``ServiceSpec.info``, with the keys shared by every record first."""

@@ -87,8 +87,8 @@ class SshdRecord(Record):
     # However sshd is stopped, the account gets back the password state it had before.
     on_stop: str = ""
 
-    def listed_address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def loopback_port(self) -> int:
+        return self.port
 
 
 def running_port() -> Optional[int]:

@@ -81,8 +81,8 @@ class Aria2Record(Record):
     offline: bool = False  # started in offline mode (no DHT, LPD, peer exchange, public trackers)
     bittorrent: bool = True  # BitTorrent allowed (hosted Colab: only by opt-in)
 
-    def listed_address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def loopback_port(self) -> int:
+        return self.port
 
 
 def default_download_dir() -> str:

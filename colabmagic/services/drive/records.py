@@ -17,8 +17,8 @@ class MountRecord(Record):
     mountpoint: str = ""
     remote: str = ""  # as shown: "Google Drive:FOLDER", or the rclone remote
 
-    def listed_address(self) -> str:
-        return f"127.0.0.1:{self.rc_port}"
+    def loopback_port(self) -> int:
+        return self.rc_port
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,13 @@ VNC, JupyterLab) are refused by ``%tunnel PORT`` unless ``--force``.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import importlib
+from typing import Callable, Optional, Type
 
 from ...errors import BadInputError
 from ...system import supervisor
 from .. import tunnel_registry
-from ..records import Listing
+from ..records import Record
 
 # Counted by the fault suite's summary ("cleartext exposures refused").
 REFUSED = {"count": 0}
@@ -65,14 +66,16 @@ SAFE_TCP = "--via cloudflared (TLS; the client runs `cloudflared access tcp`), o
            "`ssh -L {port}:localhost:{port}`"
 
 
-# What a colabmagic service's listed address (its record's, see services/records.py) is, when
-# someone asks to expose that port.
+# service -> its record ("module:class" under colabmagic.services, see services/records.py), and
+# what its loopback port is, when someone asks to expose that port.
 CONTROL_PORTS = {
-    "aria2": "aria2's RPC (aria2c runs as root; its RPC can write files anywhere)",
-    "drive-rclone": "rclone's remote-control API (it can read and change your Drive)",
-    "vnc-web": "the noVNC web client in front of VNC (plain http, it carries the VNC password)",
-    "vnc-xserver": "raw VNC (RFB) for display :{display}: an 8-character password and every keystroke in clear",
-    "jupyter": "JupyterLab (its login token would cross in clear; use %tunnel jupyter)",
+    "aria2": ("aria2.daemon:Aria2Record", "aria2's RPC (aria2c runs as root; its RPC can write files anywhere)"),
+    "drive-rclone": ("drive.records:MountRecord", "rclone's remote-control API (it can read and change your Drive)"),
+    "vnc-web": ("vnc.components:WebRecord",
+                "the noVNC web client in front of VNC (plain http, it carries the VNC password)"),
+    "vnc-xserver": ("vnc.components:XServerRecord",
+                    "raw VNC (RFB) for display :{display}: an 8-character password and every keystroke in clear"),
+    "jupyter": ("jupyter:JupyterRecord", "JupyterLab (its login token would cross in clear; use %tunnel jupyter)"),
 }
 VNC_BASE_PORT = 5900  # display :N listens on 5900 + N (vnc/components.py)
 
@@ -80,12 +83,19 @@ VNC_BASE_PORT = 5900  # display :N listens on 5900 + N (vnc/components.py)
 def internal_port(port: int) -> Optional[str]:
     """What a colabmagic control port is ("aria2's RPC ..."), or None for an ordinary port."""
     for service in supervisor.running():
-        what = CONTROL_PORTS.get(service.name)
-        if what and Listing.of(service).address == f"127.0.0.1:{port}":
+        record, what = CONTROL_PORTS.get(service.name, ("", ""))
+        if record and _record_class(record).of(service).loopback_port() == port:
             return what.format(display=port - VNC_BASE_PORT)
     if VNC_BASE_PORT <= port <= VNC_BASE_PORT + 99:
-        return CONTROL_PORTS["vnc-xserver"].format(display=port - VNC_BASE_PORT)
+        return CONTROL_PORTS["vnc-xserver"][1].format(display=port - VNC_BASE_PORT)
     return None
+
+
+def _record_class(where: str) -> Type[Record]:
+    """The record class at "module:class" (imported now: only a running service's module)."""
+    module, _, name = where.partition(":")
+    found: Type[Record] = getattr(importlib.import_module(f"colabmagic.services.{module}"), name)
+    return found
 
 
 def check_port_exposable(port: int, force: bool, announce: Callable[[str], None] = print) -> None:

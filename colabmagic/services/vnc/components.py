@@ -65,8 +65,8 @@ class XServerRecord(Exposure):
     geometry: str = ""
     depth: int = 24
 
-    def listed_address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def loopback_port(self) -> int:
+        return self.port
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class WebRecord(Exposure):
     web_port: int = 0
     vnc_port: int = 0
 
-    def listed_address(self) -> str:
-        return f"127.0.0.1:{self.web_port}"
+    def loopback_port(self) -> int:
+        return self.web_port
 
 
 @dataclass(frozen=True)
