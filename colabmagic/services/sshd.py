@@ -604,7 +604,7 @@ def restore_password() -> bool:
 def _profile_hook() -> None:
     """Our own /etc/profile.d drop-in (see PATH_CARRIER); no existing system file is changed."""
     if PROFILE_HOOK.parent.is_dir() and os.access(PROFILE_HOOK.parent, os.W_OK):
-        paths.write_file(PROFILE_HOOK, PROFILE_HOOK_TEXT, mode=0o644)
+        paths.write_file(PROFILE_HOOK, PROFILE_HOOK_TEXT, mode=0o644, durable=False)
 
 
 def _value(service: supervisor.Service, key: HostKey, reused: bool = False) -> Sshd:
@@ -649,11 +649,13 @@ class PendingSshd:
 
 
 def begin(config: SshdConfig, progress: Optional[Progress] = None,
-          on_port: Optional[Callable[[int, HostKey], Any]] = None) -> PendingSshd:
+          on_port: Optional[Callable[[int], Any]] = None) -> PendingSshd:
     """Everything ``ensure`` does, up to starting sshd, without waiting for it to answer.
 
-    ``on_port(port, host_key)`` is called as soon as both are known and the port is free, before the
-    config is written and checked: what needs only the port (a tunnel agent) starts alongside.
+    ``on_port(port)`` is called as soon as the port is known and free and the inputs are checked,
+    before the host key is made (a new one takes ssh-keygen's time) and the config is written and
+    checked: what needs only the port (a tunnel agent) starts alongside. The key is ``.key`` of the
+    result.
     """
     if os.geteuid() != 0:
         raise NotRootError("colabmagic's sshd needs root (it logs users in)")
@@ -667,12 +669,12 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None,
                 "no key to authorize: pass --key 'ssh-ed25519 AAAA...', --key-file ~/.ssh/id_ed25519.pub, "
                 f"--github USER, or set the secret {PUBLIC_KEY_SECRET}; or opt into --password"
             )
-    key = host_key()
     port = _choose_port(config.port)
     if running_port() != port:
         supervisor.check_port_free(port, "colabmagic's sshd")
     if on_port is not None:
-        on_port(port, key)
+        on_port(port)
+    key = host_key()
     forwarding = config.user == "root" or config.allow_forwarding
     text = render_config(port, config.user, key, config.password, env, forwarding, sshd_version(binary))
     if config.keys:
@@ -685,13 +687,14 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None,
         for folder in (served.parent.parent, served.parent):
             folder.mkdir(exist_ok=True)
             os.chmod(folder, 0o700 if private else 0o755)
-        paths.write_file(served, keys_file.read_bytes(), mode=0o600 if private else 0o644)
+        paths.write_file(served, keys_file.read_bytes(), mode=0o600 if private else 0o644, durable=False)
         problem = strict_modes_problem(served)
         if problem:
             raise ServiceError(f"no folder sshd's StrictModes accepts for authorized_keys: {problem}")
     path = config_path()
-    paths.write_file(path, text, mode=0o600)
-    paths.write_file(state_dir() / "port", f"{port}\n", mode=0o600)
+    # Written afresh on every start (not durable: see paths.write_file).
+    paths.write_file(path, text, mode=0o600, durable=False)
+    paths.write_file(state_dir() / "port", f"{port}\n", mode=0o600, durable=False)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
     _check_config(binary, path)
     _profile_hook()

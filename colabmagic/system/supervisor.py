@@ -152,10 +152,14 @@ def _hand_over(service: Service, keeper_spec: Dict[str, Any]) -> Optional[Proces
     lock = os.open(keeper_dir() / "keeper.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        paths.write_file(service.spec_path, marshal.dumps(keeper_spec))
+        paths.write_file(service.spec_path, marshal.dumps(keeper_spec), durable=False)
         keeper = _keeper_identity()
         if keeper is None and str(paths.home()) in _starting:
-            keeper = _wait_keeper()  # one we started a moment ago: never a second keeper for a home
+            # One we started a moment ago (warm_up) and not up yet: never a second keeper for a home,
+            # and no waiting for its interpreter here. It writes keeper.json before its first look at
+            # the specs, so the spec written above is seen by that look, or (once keeper.json is
+            # there) nudged; Launch.wait learns the keeper's identity.
+            return None
         if keeper is not None:
             _nudge(keeper)
             return keeper
@@ -263,7 +267,7 @@ class Service:
         """Add facts (a public address, say) to the record; readers see them at once."""
         rec = self.record()
         rec.setdefault("spec", {}).setdefault("info", {}).update(facts)
-        paths.write_file(self.record_path, json.dumps(rec, indent=1, sort_keys=True))
+        paths.write_file(self.record_path, json.dumps(rec, indent=1, sort_keys=True), durable=False)
 
     @property
     def keeper(self) -> Optional[ProcessIdentity]:
@@ -490,9 +494,9 @@ class Launch:
             if keeper is not None:
                 rec = service.record()
                 rec["keeper"] = keeper.to_dict()
-                paths.write_file(service.record_path, json.dumps(rec, indent=1, sort_keys=True))
+                paths.write_file(service.record_path, json.dumps(rec, indent=1, sort_keys=True), durable=False)
         deadline = time.monotonic() + timeout
-        pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 20 ms
+        pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 10 ms
         while True:
             run = service.run()
             if run.get("status") in ("failed", "exited", "backoff", "gave-up") or keeper is None \
@@ -512,7 +516,7 @@ class Launch:
                     f"{service.name} was not ready within {timeout:.0f}s", log=service.log, details=details
                 )
             time.sleep(pause)
-            pause = min(0.02, pause * 1.5)
+            pause = min(0.01, pause * 1.5)
 
     def abort(self) -> None:
         """Stop it (a start that is no longer wanted); a reused service is left running."""
@@ -589,7 +593,7 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
     }
     keeper = _hand_over(service, keeper_spec)
     record["keeper"] = keeper.to_dict() if keeper else None
-    paths.write_file(service.record_path, json.dumps(record, indent=1, sort_keys=True))
+    paths.write_file(service.record_path, json.dumps(record, indent=1, sort_keys=True), durable=False)
     return Launch(service, ready, started=True)
 
 
