@@ -39,7 +39,7 @@ VIRTUALGL = Path("/opt/VirtualGL/bin")
 BASE_PORT = 5900
 
 
-ROLES = {XVNC: "VNC server", SESSION: "XFCE session", WEB: "noVNC web client"}
+ROLES = {XVNC: "VNC server", SESSION: "XFCE session", WEB: "noVNC web client"}  # in progress messages
 
 
 # --- what each step records (its Service.info) ------------------------------------------------
@@ -56,9 +56,10 @@ class Exposure(Record):
 
 @dataclass(frozen=True)
 class XServerRecord(Exposure):
+    """The VNC X server's record: which build, display, port and screen."""
+
     GROUP = GROUP
 
-    role: str = ROLES[XVNC]
     server: str = "tigervnc"  # Server.kind
     display: str = ""  # ":N"
     port: int = 0  # the RFB port
@@ -71,9 +72,10 @@ class XServerRecord(Exposure):
 
 @dataclass(frozen=True)
 class SessionRecord(Record):
+    """The XFCE session's record."""
+
     GROUP = GROUP
 
-    role: str = ROLES[SESSION]
     display: str = ""
     gpu: bool = False  # started with VirtualGL's variables
     drawn_pid: Optional[int] = None  # the session process seen drawn (see session_ready)
@@ -81,9 +83,10 @@ class SessionRecord(Record):
 
 @dataclass(frozen=True)
 class WebRecord(Exposure):
+    """The noVNC web bridge's record: its page's port and the VNC port it forwards to."""
+
     GROUP = GROUP
 
-    role: str = ROLES[WEB]
     web_port: int = 0
     vnc_port: int = 0
 
