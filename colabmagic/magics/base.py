@@ -21,7 +21,7 @@ from IPython.utils.process import arg_split
 from traitlets import Bool, TraitError, Unicode, default, observe, validate
 
 from .. import display
-from ..state import ColabMagicState
+from ..services.state import ColabMagicState
 
 STATE_NAME = "_colabmagic"
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, List
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 
-from ..state import status_table
+from ..services.state import status_table
 from .base import ColabMagicsBase, get_state, help_on_demand, lazy_import, make_parser
 
 core = lazy_import("colabmagic.services.core")

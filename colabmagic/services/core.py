@@ -8,6 +8,7 @@ from typing import List, Optional
 from .. import display
 from ..errors import BadInputError
 from ..system import environment, paths, supervisor
+from .records import Listing
 
 
 def doctor(offline: bool = False) -> display.Table:
@@ -73,9 +74,10 @@ def stop(name: str = "", all_services: bool = False) -> List[str]:
     if all_services:
         targets = running
     else:
-        targets = [s for s in running if s.name == name or s.info.get("group") == name]
+        groups = {s.name: Listing.of(s).group for s in running}
+        targets = [s for s in running if name and name in (s.name, groups[s.name])]
         if not targets:
-            known = ", ".join(sorted({s.name for s in running} | {str(s.info.get('group')) for s in running if s.info.get('group')}))
+            known = ", ".join(sorted({s.name for s in running} | {g for g in groups.values() if g}))
             raise BadInputError(f"no running service named {name!r}" + (f" (running: {known})" if known else " (nothing is running)"))
     stopped = []
     for svc in _ordered(targets):

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
 from ..errors import BadInputError, ServiceError
-from ..system import paths, secrets, supervisor
+from ..system import paths, secrets
 from . import sshd
 
 HOST_KEY_SECRET = "COLABMAGIC_SSH_HOST_KEY"
@@ -255,8 +255,7 @@ def _merge_options(saved: Dict[str, Any], given: Dict[str, Any]) -> Dict[str, An
 def _port_usable(port: Any) -> bool:
     if not isinstance(port, int) or not 0 < port < 65536:
         return False
-    running = supervisor.adopt(sshd.SERVICE)
-    if running is not None and running.info.get("port") == port:
+    if sshd.running_port() == port:
         return True
     return sshd.procfs_free(port)
 

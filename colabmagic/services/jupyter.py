@@ -18,6 +18,7 @@ from typing import Optional
 
 from ..errors import ServiceError
 from ..system import paths, probes, secrets, supervisor
+from .records import Record
 
 SERVICE = "jupyter"
 TOKEN_SECRET = "JUPYTER_TOKEN"
@@ -35,6 +36,19 @@ class JupyterLab:
     @property
     def local_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/lab"
+
+
+@dataclass(frozen=True)
+class JupyterRecord(Record):
+    """What the JupyterLab service records (its ``Service.info``), typed."""
+
+    GROUP = "tunnel"  # `%tunnel jupyter` started it; `%colabmagic stop tunnel` stops it too
+
+    port: int = 0
+    root_dir: str = ""
+
+    def loopback_port(self) -> int:
+        return self.port
 
 
 def folder() -> Path:
@@ -69,7 +83,7 @@ def _port() -> int:
     except (OSError, ValueError):
         port = 0
     running = supervisor.adopt(SERVICE)
-    if port and running is not None and running.info.get("port") == port:
+    if port and running is not None and JupyterRecord.of(running).port == port:
         return port
     if port:
         try:
@@ -122,7 +136,7 @@ def ensure(root_dir: Optional[str] = None, timeout: float = START_TIMEOUT) -> Ju
              "JUPYTER_DATA_DIR": str(folder() / "data")},
         cwd=root,
         backoff_max=5.0,
-        info={"group": "tunnel", "address": f"127.0.0.1:{port}", "port": port, "root_dir": root},
+        info=JupyterRecord(port=port, root_dir=root).to_info(),
     )
     if supervisor.adopt(SERVICE) is None:
         supervisor.check_port_free(port, "JupyterLab")
@@ -136,9 +150,8 @@ def current() -> Optional[JupyterLab]:
     service = supervisor.adopt(SERVICE)
     if service is None:
         return None
-    info = service.info
-    return JupyterLab(port=int(info.get("port", 0)), pid=service.pid, status=service.status,
-                      root_dir=str(info.get("root_dir", "")))
+    record = JupyterRecord.of(service)
+    return JupyterLab(port=record.port, pid=service.pid, status=service.status, root_dir=record.root_dir)
 
 
 def stop() -> bool:

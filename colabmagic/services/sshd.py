@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BadInputError, NotRootError, ServiceError
 from ..system import daemon_environment, environment, installer, paths, probes, secrets, supervisor
+from .records import Record
 
 SERVICE = "sshd"
 GROUP = "ssh"
@@ -68,6 +69,32 @@ class SshdConfig:
     password: bool = False
     env_names: Tuple[str, ...] = ()
     allow_forwarding: bool = False  # TCP forwarding for a user other than root (root always has it)
+
+
+@dataclass(frozen=True)
+class SshdRecord(Record):
+    """What colabmagic's sshd records about itself (its ``Service.info``), typed."""
+
+    GROUP = GROUP
+
+    port: int = 0
+    user: str = DEFAULT_USER
+    password_login: bool = False
+    config_sha256: str = ""  # the config's digest: a changed config restarts sshd
+    host_key: str = ""  # SHA256:... fingerprint
+    # The served copy of authorized_keys (when not under our home) goes when sshd stops.
+    runtime_dirs: Tuple[str, ...] = ()
+    # However sshd is stopped, the account gets back the password state it had before.
+    on_stop: str = ""
+
+    def loopback_port(self) -> int:
+        return self.port
+
+
+def running_port() -> Optional[int]:
+    """The port colabmagic's running sshd listens on, None when none runs."""
+    running = supervisor.adopt(SERVICE)
+    return SshdRecord.of(running).port if running is not None else None
 
 
 @dataclass(frozen=True)
@@ -391,8 +418,7 @@ def _choose_port(requested: Optional[int]) -> int:
         port = int(remembered.read_text().strip())
     except (OSError, ValueError):
         port = 0
-    running = supervisor.adopt(SERVICE)
-    if port and running is not None and running.info.get("port") == port:
+    if port and running_port() == port:
         return port
     if port and procfs_free(port):
         return port
@@ -582,17 +608,17 @@ def _profile_hook() -> None:
 
 
 def _value(service: supervisor.Service, key: HostKey, reused: bool = False) -> Sshd:
-    info = service.info
+    record = SshdRecord.of(service)
     return Sshd(
-        port=int(info.get("port", 0)),
-        user=str(info.get("user", DEFAULT_USER)),
+        port=record.port,
+        user=record.user,
         pid=service.pid,
         status=service.status,
         fingerprint=key.fingerprint,
         known_hosts_line=key.known_hosts_line(key.alias),
         host_key_alias=key.alias,
         config_path=str(config_path()),
-        password_login=bool(info.get("password_login")),
+        password_login=record.password_login,
         reused=reused,
     )
 
@@ -644,8 +670,7 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None,
                 f"--github USER, or set the secret {PUBLIC_KEY_SECRET}; or opt into --password"
             )
     port = _choose_port(config.port)
-    running = supervisor.adopt(SERVICE)
-    if running is None or running.info.get("port") != port:
+    if running_port() != port:
         supervisor.check_port_free(port, "colabmagic's sshd")
     if on_port is not None:
         on_port(port)
@@ -678,19 +703,12 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None,
         argv=[binary, "-D", "-e", "-f", str(path)],
         restart=True,
         backoff_max=5.0,
-        info={
-            "group": GROUP,
-            "address": f"127.0.0.1:{port}",
-            "port": port,
-            "user": config.user,
-            "password_login": config.password,
-            "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "host_key": key.fingerprint,
-            # The served copy of authorized_keys (when not under our home) goes when sshd stops.
-            "runtime_dirs": [str(served.parent)] if served != keys_file else [],
-            # However sshd is stopped, the account gets back the password state it had before.
-            "on_stop": f"{__name__}:restore_password",
-        },
+        info=SshdRecord(
+            port=port, user=config.user, password_login=config.password,
+            config_sha256=hashlib.sha256(text.encode()).hexdigest(), host_key=key.fingerprint,
+            runtime_dirs=(str(served.parent),) if served != keys_file else (),
+            on_stop=f"{__name__}:restore_password",
+        ).to_info(),
     )
     launch = supervisor.launch(spec, ready=lambda: probes.banner(port, b"SSH-"))
     # After the launch: replacing a running sshd (its stop restores the old state) comes first.

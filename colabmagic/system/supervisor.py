@@ -259,6 +259,8 @@ class Service:
 
     @property
     def info(self) -> Dict[str, Any]:
+        """The facts the service recorded, as plain JSON (each service reads them through its typed
+        record, services/records.py; the supervisor itself reads only ``runtime_dirs`` and ``on_stop``)."""
         return dict(self.record().get("spec", {}).get("info", {}))
 
     def update_info(self, **facts: Any) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ... import display
 from ...errors import BadInputError, ColabMagicError, ServiceError
 from ...system import environment, installer, paths, probes, secrets, supervisor
+from ..records import Record
 from . import download as dl
 from . import placement, validate
 from .download import Download
@@ -66,6 +67,22 @@ class Aria2Config:
     save_session_interval: int = 10
     extra_options: Tuple[Tuple[str, str], ...] = ()
     offline: bool = False  # no DHT, LPD, peer exchange or public trackers (COLABMAGIC_OFFLINE does the same)
+
+
+@dataclass(frozen=True)
+class Aria2Record(Record):
+    """What the aria2 daemon records (its ``Service.info``), typed."""
+
+    GROUP = "aria2"
+
+    port: int = 0  # the RPC port
+    dir: str = ""  # the download folder
+    config: str = ""  # the config's digest: a changed config restarts aria2c
+    offline: bool = False  # started in offline mode (no DHT, LPD, peer exchange, public trackers)
+    bittorrent: bool = True  # BitTorrent allowed (hosted Colab: only by opt-in)
+
+    def loopback_port(self) -> int:
+        return self.port
 
 
 def default_download_dir() -> str:
@@ -204,8 +221,12 @@ class Aria2:
 
     # --- the daemon ------------------------------------------------------
     @property
+    def record(self) -> Aria2Record:
+        return Aria2Record.of(self.service)
+
+    @property
     def port(self) -> int:
-        return int(self.service.info.get("port", 0))
+        return self.record.port
 
     @property
     def address(self) -> str:
@@ -213,7 +234,7 @@ class Aria2:
 
     @property
     def download_dir(self) -> str:
-        return str(self.service.info.get("dir", ""))
+        return self.record.dir
 
     @property
     def pid(self) -> Optional[int]:
@@ -272,7 +293,7 @@ class Aria2:
         header_list = validate.headers(headers)
         agent = validate.user_agent(user_agent)
         seed = validate.seed_time(seed_time)
-        allowed = self.service.info.get("bittorrent", True) if allow_bittorrent is None else allow_bittorrent
+        allowed = self.record.bittorrent if allow_bittorrent is None else allow_bittorrent
         if any(i.is_bittorrent for i in items):
             if environment.is_hosted_colab() and not allowed:
                 raise BadInputError(
@@ -586,8 +607,9 @@ def _events(text: Any) -> List[Tuple[str, str]]:
 def _choose_port(config: Aria2Config, running: Optional[supervisor.Service]) -> int:
     if config.rpc_port:
         return config.rpc_port
-    if running is not None and running.info.get("port"):
-        return int(running.info["port"])
+    recorded = Aria2Record.of(running).port if running is not None else 0
+    if recorded:
+        return recorded
     if not probes.port_open(DEFAULT_PORT) and _bindable(DEFAULT_PORT):
         return DEFAULT_PORT
     return probes.free_port()
@@ -618,7 +640,7 @@ def start(config: Aria2Config, progress: Optional[Progress] = None, timeout: flo
     """Start the daemon with ``config`` (a running one with the same settings is reused as-is)."""
     running = supervisor.adopt(NAME)
     port = _choose_port(config, running)
-    if running is None or int(running.info.get("port", 0)) != port:
+    if running is None or Aria2Record.of(running).port != port:
         supervisor.check_port_free(port, "aria2 RPC")
     exe = binary(progress)
     download_dir = validate.directory(config.download_dir or default_download_dir())
@@ -628,15 +650,8 @@ def start(config: Aria2Config, progress: Optional[Progress] = None, timeout: flo
         argv=[exe, f"--conf-path={conf_path()}"],
         restart=True,
         stop_timeout=15,
-        info={
-            "group": "aria2",
-            "address": f"127.0.0.1:{port}",
-            "port": port,
-            "dir": download_dir,
-            "config": digest,
-            "offline": paths.offline(config.offline),
-            "bittorrent": bittorrent_allowed(config),
-        },
+        info=Aria2Record(port=port, dir=download_dir, config=digest, offline=paths.offline(config.offline),
+                         bittorrent=bittorrent_allowed(config)).to_info(),
     )
     probe_port = port
 
@@ -658,8 +673,9 @@ def ensure(config: Aria2Config, progress: Optional[Progress] = None) -> Aria2:
     then it restarts so that DHT, LPD and public trackers follow them.
     """
     running = supervisor.adopt(NAME)
-    same_mode = running is not None and running.info.get("offline") == paths.offline(config.offline) and (
-        running.info.get("bittorrent") == bittorrent_allowed(config)
+    recorded = Aria2Record.of(running) if running is not None else None
+    same_mode = recorded is not None and recorded.offline == paths.offline(config.offline) and (
+        recorded.bittorrent == bittorrent_allowed(config)
     )
     if running is not None and running.keeper_alive() and same_mode:
         handle = Aria2(running)
@@ -672,12 +688,9 @@ def ensure(config: Aria2Config, progress: Optional[Progress] = None) -> Aria2:
 
 
 def _with_running(config: Aria2Config, running: supervisor.Service) -> Aria2Config:
-    info = running.info
-    return replace(
-        config,
-        download_dir=config.download_dir or str(info.get("dir", "")),
-        rpc_port=config.rpc_port or int(info.get("port", 0)),
-    )
+    recorded = Aria2Record.of(running)
+    return replace(config, download_dir=config.download_dir or recorded.dir,
+                   rpc_port=config.rpc_port or recorded.port)
 
 
 def current() -> Optional[Aria2]:

@@ -122,9 +122,9 @@ def from_status(status: Dict[str, Any]) -> Download:
             where = os.path.join(stage.target, rel)
         record = placement.read_record(stage.record)
         if state == "complete" and not status.get("followedBy"):  # a magnet's metadata step is not placed
-            if record.get("state") == "error":
-                state, error = "error", str(record.get("error", "could not move into place"))
-            elif record.get("state") != "placed":
+            if record is not None and record.state == "error":
+                state, error = "error", record.error or "could not move into place"
+            elif record is None or record.state != "placed":
                 state = "placing"
     progress = 1.0 if state == "complete" else (done / total if total else 0.0)
     if state == "placing":

@@ -19,9 +19,10 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ...system import paths
+from ..records import Record
 
 HOOK_NAME = "on-download-complete"
 ERROR_HOOK_NAME = "on-download-error"
@@ -89,6 +90,16 @@ class Stage:
         return self.dir.with_name(f"{self.id}.json")
 
 
+@dataclass(frozen=True)
+class StageRecord(Record):
+    """A stage's record file (``Stage.record``): written here, completed by hook.py (which runs
+    without the package and reads and writes the same keys)."""
+
+    target: str = ""
+    state: str = "downloading"  # then "placed" or "error" (hook.py)
+    error: str = ""  # why the files could not be moved into place
+
+
 def new_stage(target: str) -> Stage:
     sid = uuid.uuid4().hex[:16]
     root = staging_root()
@@ -96,7 +107,7 @@ def new_stage(target: str) -> Stage:
     os.chmod(root, 0o700)
     stage = Stage(sid, root / sid, target)
     stage.dir.mkdir(mode=0o700)
-    paths.write_file(stage.record, json.dumps({"target": target, "state": "downloading"}), mode=0o600)
+    paths.write_file(stage.record, json.dumps(StageRecord(target=target).to_info()), mode=0o600)
     return stage
 
 
@@ -108,17 +119,18 @@ def stage_of(download_dir: str) -> Optional[Stage]:
         return None
     if len(rel.parts) != 1:
         return None
-    info = read_record(staging_root() / f"{rel.parts[0]}.json")
-    if not info:
+    record = read_record(staging_root() / f"{rel.parts[0]}.json")
+    if record is None:
         return None
-    return Stage(rel.parts[0], staging_root() / rel.parts[0], str(info.get("target", "")))
+    return Stage(rel.parts[0], staging_root() / rel.parts[0], record.target)
 
 
-def read_record(path: Path) -> Dict[str, Any]:
+def read_record(path: Path) -> Optional[StageRecord]:
     try:
-        return dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
+        return None
+    return StageRecord.from_info(data) if isinstance(data, dict) else None
 
 
 def hook_path() -> Path:

@@ -31,9 +31,9 @@ from ... import display
 from ...errors import BadInputError, ColabMagicError
 from ...system import notify, paths, supervisor
 from .config import DriveConfig
+from .records import BackgroundRecord
 
 SERVICE = "drive-sync"
-KIND = "drive-background"
 HISTORY = 50  # runs kept in background.json
 LISTED = 200  # verified files listed per run
 BUSY_RETRIES = 30  # tries, 0.2 s apart, while a file is open for writing (a checkpoint being saved)
@@ -128,12 +128,12 @@ def current() -> Optional[BackgroundSync]:
     state = _read_state()
     if service is None and not state:
         return None
-    info = service.info if service is not None else {}
+    recorded = BackgroundRecord.of(service) if service is not None else BackgroundRecord()
     failure = state.get("last_failure") or {}
     return BackgroundSync(
-        running=service is not None, interval=float(info.get("interval") or state.get("interval") or 0),
-        mountpoint=str(info.get("mountpoint") or state.get("mountpoint", "")),
-        track=str(info.get("track") or state.get("track", "")),
+        running=service is not None, interval=recorded.interval or float(state.get("interval") or 0),
+        mountpoint=recorded.mountpoint or str(state.get("mountpoint", "")),
+        track=recorded.track or str(state.get("track", "")),
         last_verified=state.get("last_verified"), files=int(state.get("files", 0)),
         bytes=int(state.get("bytes", 0)), runs=int(state.get("runs", 0)),
         last_failure=str(failure.get("error", "")), last_failure_at=failure.get("time"),
@@ -183,8 +183,7 @@ def start(config: DriveConfig, interval: float) -> BackgroundSync:
         name=SERVICE,
         argv=[sys.executable, "-m", "colabmagic.services.drive.background", str(config_path())],
         stop_timeout=cfg.timeout + 10,  # a sync in progress may end first
-        info={"group": "drive", "kind": KIND, "interval": interval, "mountpoint": cfg.mountpoint,
-              "track": cfg.track, "address": cfg.mountpoint},
+        info=BackgroundRecord(interval=interval, mountpoint=cfg.mountpoint, track=cfg.track).to_info(),
     )
     def ready() -> bool:  # the daemon has read its settings and written its state
         service = supervisor.adopt(SERVICE)

@@ -34,6 +34,7 @@ from ...errors import ColabMagicError, ServiceError
 from ...system import daemon_environment, installer, paths, probes, secrets, supervisor
 from . import tracking, writers
 from .config import DriveConfig
+from .records import MountRecord
 
 MOUNT_SERVICE = "drive-rclone"
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
@@ -259,7 +260,7 @@ class RcloneBackend:
         svc = supervisor.adopt(MOUNT_SERVICE)
         if svc is None:
             return None
-        if svc.info.get("mountpoint") != self.config.mountpoint:
+        if MountRecord.of(svc).mountpoint != self.config.mountpoint:
             return None
         return svc
 
@@ -270,7 +271,7 @@ class RcloneBackend:
         svc = self.service()
         if svc is None:
             raise FlushFailed(f"the rclone mount at {self.config.mountpoint} is not running", {})
-        return rc_call(int(svc.info["rc_port"]), command, params, timeout=timeout)
+        return rc_call(MountRecord.of(svc).rc_port, command, params, timeout=timeout)
 
     # -- mount / unmount
     def mount(self) -> None:
@@ -316,8 +317,7 @@ class RcloneBackend:
             env={**_fuse2_path(), **GO_RUNTIME},
             restart=True,
             stop_timeout=20.0,
-            info={"group": "drive", "address": f"127.0.0.1:{port}", "rc_port": port,
-                  "mountpoint": mp, "remote": self.remote_label},
+            info=MountRecord(rc_port=port, mountpoint=mp, remote=self.remote_label).to_info(),
         )
 
         def ready() -> bool:
@@ -487,7 +487,7 @@ class RcloneBackend:
 
     def describe(self) -> Dict[str, Any]:
         svc = self.service()
-        return {"pid": svc.pid if svc else None, "rc": svc.info.get("address") if svc else None}
+        return {"pid": svc.pid if svc else None, "rc": MountRecord.of(svc).listed_address() if svc else None}
 
 
 def _upload_failures(log: Path, since: int) -> Dict[str, str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ...errors import BadInputError, ServiceError
@@ -186,7 +186,10 @@ class TunnelLaunch:
 
     def add_facts(self, **facts: Any) -> None:
         """Complete the record with facts known only after the launch (TunnelRecord fields)."""
-        self.started.service.update_info(**facts)
+        service = self.started.service
+        record = record_of(service)
+        if record is not None:
+            service.update_info(**replace(record, **facts).to_info())
 
     def abort(self) -> None:
         self.started.abort()

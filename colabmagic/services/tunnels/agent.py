@@ -13,12 +13,23 @@ import json
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Type
 
 from ...system import paths, probes, procfs, supervisor
+from ..records import R, Record
 
 SERVICE_PREFIX = "tunnel-"  # the service name the tunnel core gives tunnel NAME (tunnels/__init__.py)
+
+
+@dataclass(frozen=True)
+class ConfigFacts(Record):
+    """An agent's generated config file, recorded beside its TunnelRecord. The digest is in the
+    service's fingerprint: a changed config (new server, port, token) restarts the agent."""
+
+    config_file: str = ""
+    config_digest: str = ""
 
 
 def config_path(name: str, suffix: str) -> Path:
@@ -26,15 +37,15 @@ def config_path(name: str, suffix: str) -> Path:
     return paths.subdir("tunnels") / f"{name}.{suffix}"
 
 
-def recorded(name: str, key: str) -> Any:
-    """A fact the running (or last) tunnel ``name`` recorded in its service info."""
-    return supervisor.Service(SERVICE_PREFIX + name).info.get(key)
+def recorded(name: str, facts: Type[R]) -> R:
+    """The provider's own facts (``facts``, a services/records.Record) the running (or last) tunnel
+    ``name`` recorded beside its TunnelRecord."""
+    return facts.of(supervisor.Service(SERVICE_PREFIX + name))
 
 
-def stable_port(name: str, key: str) -> int:
-    """The loopback API port recorded as ``key`` for tunnel ``name`` if still usable, else a free one."""
-    previous = recorded(name, key)
-    if isinstance(previous, int) and 0 < previous < 65536:
+def stable_port(name: str, previous: int) -> int:
+    """``previous``, the loopback API port tunnel ``name`` recorded, if still usable, else a free one."""
+    if 0 < previous < 65536:
         holder = procfs.port_holder(previous)
         if holder is None:
             return previous

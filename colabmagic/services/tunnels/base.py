@@ -118,6 +118,18 @@ class TunnelRecord:
         )
 
 
+def recorded_config(service: supervisor.Service) -> TunnelConfig:
+    """The TunnelConfig a tunnel's agent was started with, read back from its record."""
+    record = TunnelRecord.from_info(service.info, service.name)
+    return record.config() if record is not None else TunnelConfig(name=service.name, local_port=0)
+
+
+def has_address(service: supervisor.Service) -> bool:
+    """True when the tunnel's record has a public address (from an earlier start)."""
+    record = TunnelRecord.from_info(service.info, service.name)
+    return bool(record is not None and record.address.shown())
+
+
 class Provider:
     """Base class for a tunnel provider (one module each)."""
 

@@ -23,11 +23,13 @@ import hashlib
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
 from ...errors import BadInputError, ServiceError
 from ...system import paths, secrets, supervisor
+from ..records import Record
 from . import agent, binaries
 from .base import Provider, PublicAddress, TunnelConfig
 
@@ -81,6 +83,23 @@ def origin_url(config: TunnelConfig) -> str:
     return f"{scheme}://127.0.0.1:{config.local_port}"
 
 
+@dataclass(frozen=True)
+class QuickFacts(Record):
+    """What cloudflared records beside its TunnelRecord (a quick tunnel: only this)."""
+
+    metrics_port: int = 0  # its metrics server (/ready, /quicktunnel)
+
+
+@dataclass(frozen=True)
+class NamedFacts(QuickFacts):
+    """A named tunnel (the user's Cloudflare account) records these too."""
+
+    named_hostname: str = ""
+    tunnel_id: str = ""
+    # a new token must restart the agent: its digest is in the service fingerprint
+    token_digest: str = ""
+
+
 class CloudflaredProvider(Provider):
     name = "cloudflared"
 
@@ -103,12 +122,12 @@ class CloudflaredProvider(Provider):
         if hostname:
             return self._named_spec(config, hostname)
         binary = binaries.resolve("cloudflared", config.binary, offline=config.offline)
-        metrics = agent.stable_port(config.name, "metrics_port")
+        metrics = agent.stable_port(config.name, agent.recorded(config.name, QuickFacts).metrics_port)
         return supervisor.ServiceSpec(
             name=config.name,
             argv=[binary, "tunnel", "--no-autoupdate", "--metrics", f"127.0.0.1:{metrics}",
                   "--url", origin_url(config)],
-            info={"metrics_port": metrics},
+            info=QuickFacts(metrics_port=metrics).to_info(),
             stop_timeout=5.0,
         )
 
@@ -116,27 +135,26 @@ class CloudflaredProvider(Provider):
         token = _token(config) or ""
         ids = parse_token(token, f"the secret {TOKEN_SECRET}")
         binary = binaries.resolve("cloudflared", config.binary, offline=config.offline)
-        metrics = agent.stable_port(config.name, "metrics_port")
+        metrics = agent.stable_port(config.name, agent.recorded(config.name, QuickFacts).metrics_port)
         path = agent.config_path(config.name, "tunnel-token")
         paths.write_file(path, token + "\n", mode=0o600)
         return supervisor.ServiceSpec(
             name=config.name,
             argv=[binary, "tunnel", "--no-autoupdate", "--metrics", f"127.0.0.1:{metrics}",
                   "run", "--token-file", str(path), "--url", origin_url(config)],
-            info={"metrics_port": metrics, "named_hostname": hostname, "tunnel_id": ids["tunnel_id"],
-                  # a new token must restart the agent: its digest is in the service fingerprint
-                  "token_digest": hashlib.sha256(token.encode()).hexdigest()[:16]},
+            info=NamedFacts(metrics_port=metrics, named_hostname=hostname, tunnel_id=ids["tunnel_id"],
+                            token_digest=hashlib.sha256(token.encode()).hexdigest()[:16]).to_info(),
             stop_timeout=5.0,
         )
 
     def _metrics(self, service: supervisor.Service, path: str) -> object:
-        port = service.info.get("metrics_port")
+        port = QuickFacts.of(service).metrics_port
         if not port:
             return None
         return agent.get_json(f"http://127.0.0.1:{port}{path}")
 
     def _hostname(self, service: supervisor.Service) -> str:
-        named = str(service.info.get("named_hostname") or "")
+        named = NamedFacts.of(service).named_hostname
         if named:
             return named
         data = self._metrics(service, "/quicktunnel")

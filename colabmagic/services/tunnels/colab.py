@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ...errors import ColabMagicError
 from ...system import environment, probes, supervisor
-from .base import Provider, PublicAddress, TunnelConfig
+from .base import Provider, PublicAddress, TunnelConfig, has_address
 
 # Sleeps until signalled; "-I" keeps the user's environment (PYTHONPATH, ...) out of it.
 PLACEHOLDER = "import signal, sys; sys.stdout.write('colab port proxy: no local agent\\n'); sys.stdout.flush(); signal.pause()"
@@ -58,7 +58,7 @@ class ColabProvider(Provider):
         try:
             url = proxy_url(int(config.local_port))
         except ColabMagicError:
-            if not (service.info.get("public_url") or service.info.get("public_host")):
+            if not has_address(service):
                 service.stop()  # a first start: the placeholder holds nothing without an address
             raise
         parts = urlsplit(url)

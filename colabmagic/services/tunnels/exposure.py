@@ -19,11 +19,13 @@ VNC, JupyterLab) are refused by ``%tunnel PORT`` unless ``--force``.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import importlib
+from typing import Callable, Optional, Type
 
 from ...errors import BadInputError
 from ...system import supervisor
 from .. import tunnel_registry
+from ..records import Record
 
 # Counted by the fault suite's summary ("cleartext exposures refused").
 REFUSED = {"count": 0}
@@ -64,23 +66,36 @@ SAFE_TCP = "--via cloudflared (TLS; the client runs `cloudflared access tcp`), o
            "`ssh -L {port}:localhost:{port}`"
 
 
+# service -> its record ("module:class" under colabmagic.services, see services/records.py), and
+# what its loopback port is, when someone asks to expose that port.
+CONTROL_PORTS = {
+    "aria2": ("aria2.daemon:Aria2Record", "aria2's RPC (aria2c runs as root; its RPC can write files anywhere)"),
+    "drive-rclone": ("drive.records:MountRecord", "rclone's remote-control API (it can read and change your Drive)"),
+    "vnc-web": ("vnc.components:WebRecord",
+                "the noVNC web client in front of VNC (plain http, it carries the VNC password)"),
+    "vnc-xserver": ("vnc.components:XServerRecord",
+                    "raw VNC (RFB) for display :{display}: an 8-character password and every keystroke in clear"),
+    "jupyter": ("jupyter:JupyterRecord", "JupyterLab (its login token would cross in clear; use %tunnel jupyter)"),
+}
+VNC_BASE_PORT = 5900  # display :N listens on 5900 + N (vnc/components.py)
+
+
 def internal_port(port: int) -> Optional[str]:
     """What a colabmagic control port is ("aria2's RPC ..."), or None for an ordinary port."""
     for service in supervisor.running():
-        info = service.info
-        if info.get("group") == "aria2" and int(info.get("port", 0) or 0) == port:
-            return "aria2's RPC (aria2c runs as root; its RPC can write files anywhere)"
-        if info.get("rc_port") and int(info["rc_port"]) == port:
-            return "rclone's remote-control API (it can read and change your Drive)"
-        if service.name == "vnc-web" and int(info.get("web_port", 0) or 0) == port:
-            return "the noVNC web client in front of VNC (plain http, it carries the VNC password)"
-        if service.name == "vnc-xserver" and int(info.get("port", 0) or 0) == port:
-            return f"raw VNC (RFB) for display {info.get('display')}: an 8-character password and every keystroke in clear"
-        if service.name == "jupyter" and int(info.get("port", 0) or 0) == port:
-            return "JupyterLab (its login token would cross in clear; use %tunnel jupyter)"
-    if 5900 <= port <= 5999:
-        return f"raw VNC (RFB) for display :{port - 5900}: an 8-character password and every keystroke in clear"
+        record, what = CONTROL_PORTS.get(service.name, ("", ""))
+        if record and _record_class(record).of(service).loopback_port() == port:
+            return what.format(display=port - VNC_BASE_PORT)
+    if VNC_BASE_PORT <= port <= VNC_BASE_PORT + 99:
+        return CONTROL_PORTS["vnc-xserver"][1].format(display=port - VNC_BASE_PORT)
     return None
+
+
+def _record_class(where: str) -> Type[Record]:
+    """The record class at "module:class" (imported now: only a running service's module)."""
+    module, _, name = where.partition(":")
+    found: Type[Record] = getattr(importlib.import_module(f"colabmagic.services.{module}"), name)
+    return found
 
 
 def check_port_exposable(port: int, force: bool, announce: Callable[[str], None] = print) -> None:

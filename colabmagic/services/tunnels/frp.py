@@ -30,12 +30,13 @@ import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ...errors import BadInputError, ServiceError
 from ...system import paths, secrets, supervisor
 from . import agent, binaries
-from .base import Provider, PublicAddress, TunnelConfig
+from .base import Provider, PublicAddress, TunnelConfig, recorded_config
 
 ADMIN_USER = "colabmagic"
 HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$")
@@ -172,6 +173,13 @@ def render(config: TunnelConfig, token: Optional[str], admin_port: int, admin_pa
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class FrpFacts(agent.ConfigFacts):
+    """What frpc records beside its TunnelRecord."""
+
+    admin_port: int = 0  # its admin API (/api/status), behind basic auth
+
+
 class FrpProvider(Provider):
     name = "frp"
 
@@ -207,7 +215,7 @@ class FrpProvider(Provider):
         warn_unverified(config)
         binary = binaries.resolve("frpc", config.binary, offline=config.offline)
         token = secrets.get("FRP_TOKEN", description="frps token (secret FRP_TOKEN; Enter for none)")
-        admin_port = agent.stable_port(config.name, "admin_port")
+        admin_port = agent.stable_port(config.name, agent.recorded(config.name, FrpFacts).admin_port)
         password = _admin_password(config.name)
         text = render(config, token.reveal() if token else None, admin_port, password.reveal())
         path = agent.config_path(config.name, "frpc.toml")
@@ -215,17 +223,13 @@ class FrpProvider(Provider):
         return supervisor.ServiceSpec(
             name=config.name,
             argv=[binary, "-c", str(path)],
-            info={
-                "admin_port": admin_port,
-                "config_file": str(path),
-                # a changed config (new server, port, token) must restart frpc, so its digest is in the fingerprint
-                "config_digest": hashlib.sha256(text.encode()).hexdigest()[:16],
-            },
+            info=FrpFacts(admin_port=admin_port, config_file=str(path),
+                          config_digest=hashlib.sha256(text.encode()).hexdigest()[:16]).to_info(),
             stop_timeout=5.0,
         )
 
     def _status(self, config: TunnelConfig, service: supervisor.Service) -> Optional[Dict[str, Any]]:
-        port = service.info.get("admin_port")
+        port = FrpFacts.of(service).admin_port
         if not port:
             return None
         data = agent.get_json(f"http://127.0.0.1:{port}/api/status", ADMIN_USER,
@@ -260,10 +264,7 @@ class FrpProvider(Provider):
         base = service.status
         if base != "running":
             return base
-        info = service.info
-        config = TunnelConfig(name=str(info.get("tunnel", "")), local_port=int(info.get("local_port", 0)),
-                              proto=str(info.get("proto", "tcp")), options=dict(info.get("options") or {}))
-        status = self._status(config, service)
+        status = self._status(recorded_config(service), service)
         if status is None:
             return "connecting"
         if status.get("status") == "running":

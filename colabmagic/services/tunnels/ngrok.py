@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ from pyngrok.exception import PyngrokError
 from ...errors import BadInputError, ColabMagicError, ServiceError
 from ...system import paths, secrets, supervisor
 from . import agent, binaries
-from .base import Provider, PublicAddress, TunnelConfig
+from .base import Provider, PublicAddress, TunnelConfig, recorded_config
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 REMOTE_ADDR = re.compile(r"^(?=.{1,253}:)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:[0-9]{1,5}$")
@@ -72,6 +73,13 @@ def pyngrok_config(binary: str, path: str) -> conf.PyngrokConfig:
                               request_timeout=2, start_new_session=True)
 
 
+@dataclass(frozen=True)
+class NgrokFacts(agent.ConfigFacts):
+    """What the ngrok agent records beside its TunnelRecord."""
+
+    web_port: int = 0  # its local API (/api/tunnels)
+
+
 class NgrokProvider(Provider):
     name = "ngrok"
 
@@ -98,7 +106,7 @@ class NgrokProvider(Provider):
                 + (f" ({secrets.hint('NGROK_AUTHTOKEN')})" if secrets.hint("NGROK_AUTHTOKEN") else "")
             )
         binary = binaries.resolve("ngrok", config.binary, offline=config.offline)
-        web_port = agent.stable_port(config.name, "web_port")
+        web_port = agent.stable_port(config.name, agent.recorded(config.name, NgrokFacts).web_port)
         data = config_data(config, token.reveal(), web_port)
         try:
             installer.validate_config(data)
@@ -111,16 +119,14 @@ class NgrokProvider(Provider):
         return supervisor.ServiceSpec(
             name=config.name,
             argv=[binary, "start", "--all", "--config", str(path), "--log", "stdout", "--log-format", "logfmt"],
-            info={
-                "web_port": web_port,
-                "config_file": str(path),
-                "config_digest": hashlib.sha256(text.encode()).hexdigest()[:16],
-            },
+            info=NgrokFacts(web_port=web_port, config_file=str(path),
+                            config_digest=hashlib.sha256(text.encode()).hexdigest()[:16]).to_info(),
             stop_timeout=5.0,
         )
 
     def _tunnel(self, config: TunnelConfig, service: supervisor.Service) -> Optional[pyngrok_api.NgrokTunnel]:
-        port = service.info.get("web_port")
+        facts = NgrokFacts.of(service)
+        port = facts.web_port
         if not port:
             return None
         api_url = f"http://127.0.0.1:{port}"
@@ -128,7 +134,7 @@ class NgrokProvider(Provider):
             data = pyngrok_api.api_request(f"{api_url}/api/tunnels", method="GET", timeout=2)
         except (PyngrokError, OSError, ValueError):
             return None
-        settings = pyngrok_config(str(service.info.get("binary") or "ngrok"), str(service.info.get("config_file")))
+        settings = pyngrok_config(config.binary or "ngrok", facts.config_file)
         for item in data.get("tunnels") or []:
             tunnel = pyngrok_api.NgrokTunnel(item, settings, api_url)
             if tunnel.name == config.name and tunnel.public_url:
@@ -152,9 +158,7 @@ class NgrokProvider(Provider):
         base = service.status
         if base != "running":
             return base
-        info = service.info
-        config = TunnelConfig(name=str(info.get("tunnel", "")), local_port=int(info.get("local_port", 0)))
-        return "running" if self._tunnel(config, service) is not None else "connecting"
+        return "running" if self._tunnel(recorded_config(service), service) is not None else "connecting"
 
     def explain(self, config: TunnelConfig, error: ServiceError) -> ServiceError:
         text = "\n".join(error.details)

@@ -211,14 +211,14 @@ def _stop_steps(names: Sequence[str]) -> List[str]:
 
 
 def _stop_tunnel(service: supervisor.Service) -> None:
-    name = service.info.get("tunnel")
+    name = parts.Exposure.of(service).tunnel
     if not name:
         return
     try:
         from .. import tunnels
     except ImportError:
         return
-    tunnels.stop(str(name))
+    tunnels.stop(name)
 
 
 def _web_port(config: VncConfig, vnc_port: int) -> int:
@@ -226,9 +226,9 @@ def _web_port(config: VncConfig, vnc_port: int) -> int:
         return int(config.web_port)
     running = supervisor.adopt(parts.WEB)
     if running is not None and running.keeper_alive():
-        info = running.info
-        if info.get("vnc_port") == vnc_port and info.get("web_port"):
-            return int(info["web_port"])
+        recorded = parts.WebRecord.of(running)
+        if recorded.vnc_port == vnc_port and recorded.web_port:
+            return recorded.web_port
     return probes.free_port()
 
 
@@ -302,7 +302,7 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
                 parts.mark_drawn(service)
             started.append(spec.name)
             if progress is not None:
-                progress(len(started) / len(steps), f"{spec.info.get('role')} ready")
+                progress(len(started) / len(steps), f"{parts.ROLES[spec.name]} ready")
     except ColabMagicError as exc:
         _stop_steps(list(reversed(order)))
         raise ServiceError(f"the desktop did not start: {exc.message}; everything started was stopped",
@@ -338,7 +338,7 @@ def start(config: VncConfig = VncConfig(), password: SecretLike = None, announce
 
 def _web_port_of_running() -> int:
     service = supervisor.adopt(parts.WEB)
-    return int(service.info.get("web_port", 0)) if service is not None else 0
+    return parts.WebRecord.of(service).web_port if service is not None else 0
 
 
 def _tunnel_config(config: VncConfig, via: str, port: int) -> Any:
@@ -382,7 +382,7 @@ def _expose(config: VncConfig, via: str, tunnel_config: Any, announce: Announce)
         return None
     public = base + "/vnc.html?autoconnect=1&resize=remote" if config.web else base
     if owner is not None:
-        owner.update_info(tunnel=TUNNEL_NAME, public_url=public, public=public)
+        parts.Exposure(tunnel=TUNNEL_NAME, public_url=public).save(owner)
     return public
 
 
@@ -390,9 +390,9 @@ def _unexpose() -> None:
     """A re-run without --via ends the tunnel an earlier run opened."""
     for name in (parts.WEB, parts.XVNC):
         service = supervisor.adopt(name)
-        if service is not None and service.info.get("tunnel"):
+        if service is not None and parts.Exposure.of(service).tunnel:
             _stop_tunnel(service)
-            service.update_info(tunnel=None, public_url=None, public=None)
+            parts.Exposure().save(service)
 
 
 def colab_url(web_port: int) -> Optional[str]:
@@ -402,7 +402,7 @@ def colab_url(web_port: int) -> Optional[str]:
     url = proxy_url(int(web_port)).rstrip("/") + "/vnc.html?autoconnect=1&resize=remote"
     service = supervisor.adopt(parts.WEB)
     if service is not None:
-        service.update_info(public_url=url, public=url)
+        replace(parts.Exposure.of(service), public_url=url).save(service)
     return url
 
 
@@ -421,30 +421,30 @@ def current() -> Optional[VncDesktop]:
         return None
     session = supervisor.adopt(parts.SESSION)
     web = supervisor.adopt(parts.WEB)
-    info = xserver.info
+    recorded = parts.XServerRecord.of(xserver)
     statuses = {"X server": xserver.status, "session": session.status if session else "absent"}
     if web is not None:
         statuses["web"] = web.status
     status = "running" if all(s == "running" for s in statuses.values()) else \
         "degraded (" + ", ".join(f"{k}: {v}" for k, v in statuses.items() if v != "running") + ")"
     web_url = None
-    public_url = info.get("public_url")
+    public_url = recorded.public_url
     if web is not None:
-        web_info = web.info
-        web_url = f"http://127.0.0.1:{web_info.get('web_port')}/vnc.html?autoconnect=1&resize=remote"
-        public_url = web_info.get("public_url") or public_url
+        web_recorded = parts.WebRecord.of(web)
+        web_url = f"http://127.0.0.1:{web_recorded.web_port}/vnc.html?autoconnect=1&resize=remote"
+        public_url = web_recorded.public_url or public_url
     restarts = xserver.restarts + (session.restarts if session else 0) + (web.restarts if web else 0)
     return VncDesktop(
-        display=str(info.get("display", "")),
-        port=int(info.get("port", 0)),
+        display=recorded.display,
+        port=recorded.port,
         password=secrets.load(PASSWORD_SECRET),
         web_url=web_url,
         public_url=public_url,
         status=status,
         pid=xserver.pid,
-        geometry=str(info.get("geometry", "")),
-        depth=int(info.get("depth", 24)),
-        server=str(info.get("server", "tigervnc")),
+        geometry=recorded.geometry,
+        depth=recorded.depth,
+        server=recorded.server,
         session_pid=session.pid if session else None,
         web_pid=web.pid if web else None,
         restarts=restarts,

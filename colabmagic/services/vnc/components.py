@@ -20,13 +20,14 @@ import socket
 import struct
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ...errors import BadInputError, PortInUseError, ServiceError
 from ...system import daemon_environment, paths, probes, procfs, supervisor
 from ...system.secrets import Secret
+from ..records import Record
 
 GROUP = "vnc"
 XVNC = "vnc-xserver"
@@ -36,6 +37,61 @@ NOVNC_DIRS = ("/usr/share/novnc", "/usr/share/noVNC")
 TURBOVNC = Path("/opt/TurboVNC/bin")
 VIRTUALGL = Path("/opt/VirtualGL/bin")
 BASE_PORT = 5900
+
+
+ROLES = {XVNC: "VNC server", SESSION: "XFCE session", WEB: "noVNC web client"}  # in progress messages
+
+
+# --- what each step records (its Service.info) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exposure(Record):
+    """The tunnel the desktop is exposed through, on the step it exposes (the X server, or the web
+    client with ``web``): written once the tunnel is up, cleared when a re-run drops it."""
+
+    tunnel: Optional[str] = None  # the tunnel's name (services/tunnels)
+    public_url: Optional[str] = None  # what the user opens (or connects a VNC client to)
+
+
+@dataclass(frozen=True)
+class XServerRecord(Exposure):
+    """The VNC X server's record: which build, display, port and screen."""
+
+    GROUP = GROUP
+
+    server: str = "tigervnc"  # Server.kind
+    display: str = ""  # ":N"
+    port: int = 0  # the RFB port
+    geometry: str = ""
+    depth: int = 24
+
+    def loopback_port(self) -> int:
+        return self.port
+
+
+@dataclass(frozen=True)
+class SessionRecord(Record):
+    """The XFCE session's record."""
+
+    GROUP = GROUP
+
+    display: str = ""
+    gpu: bool = False  # started with VirtualGL's variables
+    drawn_pid: Optional[int] = None  # the session process seen drawn (see session_ready)
+
+
+@dataclass(frozen=True)
+class WebRecord(Exposure):
+    """The noVNC web bridge's record: its page's port and the VNC port it forwards to."""
+
+    GROUP = GROUP
+
+    web_port: int = 0
+    vnc_port: int = 0
+
+    def loopback_port(self) -> int:
+        return self.web_port
 
 
 @dataclass(frozen=True)
@@ -198,13 +254,9 @@ def xserver_spec(server: Server, display: int, port: int, geometry: str, depth: 
         "-rfbauth", str(passwd), "-auth", str(xauth),
         "-nolisten", "tcp", "-desktop", "colabmagic",
     ]
-    info = {
-        "group": GROUP, "step": 1, "role": "VNC server", "server": server.kind,
-        "display": f":{display}", "address": f"127.0.0.1:{port}", "port": port,
-        "geometry": geometry, "depth": depth,
-    }
+    info = XServerRecord(server=server.kind, display=f":{display}", port=port, geometry=geometry, depth=depth)
     return supervisor.ServiceSpec(name=XVNC, argv=argv, restart=True, backoff_max=5.0,
-                                  stop_timeout=10.0, info=info)
+                                  stop_timeout=10.0, info=info.to_info())
 
 
 def xserver_ready(display: int, port: int) -> Callable[[], bool]:
@@ -240,13 +292,12 @@ def session_env(display: int, xauth: Path, gpu_env: Dict[str, str]) -> Dict[str,
 def session_spec(display: int, xauth: Path, gpu_env: Dict[str, str]) -> supervisor.ServiceSpec:
     runner = shutil.which("dbus-run-session") or "dbus-run-session"
     startxfce4 = shutil.which("startxfce4") or "startxfce4"
-    info = {"group": GROUP, "step": 2, "role": "XFCE session", "display": f":{display}",
-            "gpu": bool(gpu_env)}
+    info = SessionRecord(display=f":{display}", gpu=bool(gpu_env))
     # dbus-run-session gives the desktop its own session bus and stays in the foreground; when the
     # session ends it ends the bus too. The keeper restarts a session that was logged out of.
     return supervisor.ServiceSpec(name=SESSION, argv=[runner, "--", startxfce4],
                                   env=session_env(display, xauth, gpu_env), restart=True,
-                                  backoff_max=5.0, stop_timeout=4.0, info=info)
+                                  backoff_max=5.0, stop_timeout=4.0, info=info.to_info())
 
 
 def _xprop(args: List[str], env: Dict[str, str]) -> str:
@@ -308,7 +359,7 @@ def session_ready(display: int, xauth: Path, service: Callable[[], Optional[supe
         if not (found.desktop and found.panels):
             seen = None
             return False
-        if svc is not None and svc.pid is not None and svc.info.get("drawn_pid") == svc.pid:
+        if svc is not None and svc.pid is not None and SessionRecord.of(svc).drawn_pid == svc.pid:
             return True  # this very session was seen drawn before (a re-run's check)
         if found.clients != seen:
             seen, since = found.clients, now
@@ -321,7 +372,7 @@ def session_ready(display: int, xauth: Path, service: Callable[[], Optional[supe
 def mark_drawn(service: supervisor.Service) -> None:
     """Remember that this session process passed the full check, so a re-run's check is one look."""
     if service.pid is not None:
-        service.update_info(drawn_pid=service.pid)
+        replace(SessionRecord.of(service), drawn_pid=service.pid).save(service)
 
 
 def gpu_environment(gpus_present: bool) -> Tuple[Dict[str, str], str]:
@@ -345,12 +396,11 @@ def gpu_environment(gpus_present: bool) -> Tuple[Dict[str, str], str]:
 
 def web_spec(web_port: int, vnc_port: int, web_root: str) -> supervisor.ServiceSpec:
     websockify = shutil.which("websockify") or "websockify"
-    info = {"group": GROUP, "step": 3, "role": "noVNC web client", "address": f"127.0.0.1:{web_port}",
-            "web_port": web_port, "vnc_port": vnc_port}
     return supervisor.ServiceSpec(
         name=WEB,
         argv=[websockify, "--web", web_root, f"127.0.0.1:{web_port}", f"127.0.0.1:{vnc_port}"],
-        restart=True, backoff_max=5.0, stop_timeout=5.0, info=info,
+        restart=True, backoff_max=5.0, stop_timeout=5.0,
+        info=WebRecord(web_port=web_port, vnc_port=vnc_port).to_info(),
     )
 
 

@@ -12,10 +12,10 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any, List, Sequence
 
-from . import display
+from .. import display
 
 if TYPE_CHECKING:  # imported on first use: %load_ext does not pay for the supervisor's imports
-    from .system import supervisor
+    from ..system import supervisor
 
 # attribute -> service module providing ``current()``
 DOMAINS = {
@@ -41,7 +41,7 @@ class ColabMagicState:
 
     @property
     def services(self) -> List[supervisor.Service]:
-        from .system import supervisor
+        from ..system import supervisor
 
         return supervisor.running()
 
@@ -54,15 +54,14 @@ class ColabMagicState:
 
 
 def status_table(drive_mountpoints: Sequence[str] = ()) -> display.Table:
-    from .system import supervisor
+    from ..system import supervisor
+    from .records import Listing
 
     rows = []
     for svc in supervisor.running():
-        info = svc.info
-        address = info.get("address", "")
-        host = info.get("public_host")
-        public = info.get("public_url") or (f"{host}:{info.get('public_port')}" if host else "")
-        if info.get("kind") == "drive-background":  # its last verified time, files and last failure
+        listing = Listing.of(svc)
+        public = listing.public()
+        if listing.kind == "drive-background":  # drive/records.py's BackgroundRecord: its last sync
             syncer = importlib.import_module(DOMAINS["drive"] + ".background").current()
             public = syncer.summary() if syncer is not None else ""
         rows.append(
@@ -72,7 +71,7 @@ def status_table(drive_mountpoints: Sequence[str] = ()) -> display.Table:
                 svc.pid,
                 display.human_seconds(svc.uptime),
                 svc.restarts,
-                address,
+                listing.address,
                 public,
             ]
         )
