@@ -69,7 +69,7 @@ class DriveBackend(ABC):
 
     @abstractmethod
     def mount(self) -> None:
-        """Mount at the mountpoint (nothing when it is mounted already); raise ColabMagicError saying why not."""
+        """Mount at the mountpoint (callers ask ``mounted()`` first); raise ColabMagicError saying why not."""
 
     def remount(self) -> None:
         """Bring the mount back after a flush (or a mount that died)."""

@@ -47,9 +47,14 @@ class Scan:
     changes: List[tracking.Change]
 
 
+def tracker_for(cfg: DriveConfig, backend: DriveBackend) -> tracking.Tracker:
+    """The snapshots of this mount (its key, the tracked subfolders, what the backend skips)."""
+    return tracking.Tracker(cfg.key, cfg.mountpoint, backend.skip(), cfg.tracked)
+
+
 def scan(cfg: DriveConfig, backend: DriveBackend, deadline: float) -> Scan:
     """Walk the mount and compare it with the last verified snapshot; DriveSyncTimeout past ``deadline``."""
-    tracker = tracking.Tracker(cfg.key, cfg.mountpoint, backend.skip(), cfg.tracked)
+    tracker = tracker_for(cfg, backend)
     baseline = tracker.baseline()
     try:
         now = tracker.scan(deadline)

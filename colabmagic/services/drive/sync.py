@@ -25,7 +25,7 @@ from .config import DriveConfig
 from .flushing import Flushed, flush
 from .lock import LockTimeout, flush_lock
 from .report import DriveSyncError, DriveSyncTimeout, SyncReport, failure_message, notes
-from .scan import Scan, bring_back, scan, settled
+from .scan import Scan, bring_back, scan, settled, tracker_for
 from .status import DriveMount, current
 from .verify import Verified, verify
 
@@ -39,7 +39,7 @@ def mount(config: DriveConfig, progress: Optional[Progress] = None, credentials:
     if not backend.mounted():
         backend.mount()
     writers.resume_remembered(cfg.mountpoint)
-    tracking.Tracker(cfg.key, cfg.mountpoint, backend.skip(), cfg.tracked).baseline()
+    tracker_for(cfg, backend).baseline()
     status.write_record(cfg, backend)
     return current() or DriveMount(cfg.backend, cfg.mountpoint, backend.remote_label, backend.mounted())
 
