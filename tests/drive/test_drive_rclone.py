@@ -586,7 +586,7 @@ def test_each_file_is_open_for_reading_before_its_upload_is_started(
             events.append(("open", os.path.basename(path)))
         return fd
 
-    rc = rclone_backend.RcloneBackend._rc
+    rc = rclone_backend.RcloneBackend.rc
     names: Dict[int, str] = {}
 
     def recording_rc(self: Any, command: str, params: Any = None, timeout: float = 10.0) -> Any:
@@ -599,7 +599,7 @@ def test_each_file_is_open_for_reading_before_its_upload_is_started(
         return answer
 
     monkeypatch.setattr(reading, "_open_for_reading", late_open)
-    monkeypatch.setattr(rclone_backend.RcloneBackend, "_rc", recording_rc)
+    monkeypatch.setattr(rclone_backend.RcloneBackend, "rc", recording_rc)
     body = "".join(f"open({str(mp)!r} + '/part{i}.bin', 'wb').write(b'{i}' * ({i} + 1) * 300000)\n" for i in range(3))
     report = ip.cell("%%drive_sync --timeout 120\n" + body).value
     assert report.verified and sorted(f.path for f in report.files) == ["part0.bin", "part1.bin", "part2.bin"]

@@ -66,7 +66,7 @@ class RcloneBackend(DriveBackend):
         svc = self.service()
         return svc.pid if svc else None
 
-    def _rc(self, command: str, params: Optional[Dict[str, Any]] = None, timeout: float = 10.0) -> Dict[str, Any]:
+    def rc(self, command: str, params: Optional[Dict[str, Any]] = None, timeout: float = 10.0) -> Dict[str, Any]:
         """Call this mount's rc API (FlushFailed when the mount is not running)."""
         svc = self.service()
         if svc is None:

@@ -31,7 +31,7 @@ UPLOAD_FAILED = re.compile(
 def stats(backend: RcloneBackend) -> Optional[Dict[str, Any]]:
     """``vfs/stats``' diskCache, or None (no mount, or rclone still reading its cache back)."""
     try:
-        found = backend._rc("vfs/stats", timeout=10).get("diskCache")
+        found = backend.rc("vfs/stats", timeout=10).get("diskCache")
     except Exception:  # refused, timed out (rclone holds it while loading), or no mount
         return None
     return found if isinstance(found, dict) and "uploadsQueued" in found else None
@@ -46,14 +46,14 @@ def pending(backend: RcloneBackend) -> int:
 def expedite(backend: RcloneBackend, ready: Optional[MayUpload] = None) -> List[Dict[str, Any]]:
     """vfs/queue, with every item not yet uploading moved to "upload now" (of the files the sync
     reads through the mount, only those ``ready`` says it holds open or has read)."""
-    queue = backend._rc("vfs/queue").get("queue") or []
+    queue = backend.rc("vfs/queue").get("queue") or []
     for item in queue:
         if item.get("uploading") or float(item.get("expiry", 0)) <= 0:
             continue
         if ready is not None and not ready(str(item.get("name", ""))):
             continue
         try:
-            backend._rc("vfs/queue-set-expiry", {"id": item["id"], "expiry": NOW})
+            backend.rc("vfs/queue-set-expiry", {"id": item["id"], "expiry": NOW})
         except ColabMagicError:
             pass  # it started (or finished) meanwhile
     return queue
@@ -69,13 +69,13 @@ def flush(backend: RcloneBackend, deadline: float, expected: Optional[Mapping[st
     expects that has not been in the queue is waited for (up to
     RELEASE_WAIT) unless the remote already holds it as expected (uploaded
     by the write-back before the sync). ``expected`` may still be being
-    read (sync.py reads the files while this runs); ``ready`` says which
+    read (the sync reads them while this runs, reading.py); ``ready`` says which
     queued files may upload now (see expedite).
     """
     svc = backend.service()
     if svc is None:
         raise FlushFailed(f"the rclone mount at {backend.config.mountpoint} is not running", {})
-    backend._rc("core/bwlimit", {"rate": backend.config.bwlimit or "off"})
+    backend.rc("core/bwlimit", {"rate": backend.config.bwlimit or "off"})
     log_start = max(0, svc.log.stat().st_size - 256 * 1024) if svc.log.exists() else 0
     waiting = set(expected or {})
     release_until = min(deadline, time.monotonic() + RELEASE_WAIT)

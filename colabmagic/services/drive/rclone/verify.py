@@ -20,7 +20,7 @@ STAT_THREADS = 4  # operations/stat calls at once
 def hash_algo(backend: RcloneBackend, deadline: float) -> Tuple[Optional[str], str]:
     """The checksum to verify with (the first of HASH_PREFERENCE the remote offers) and a label."""
     remote, _ = remote_and_config(backend.config)
-    info = backend._rc("operations/fsinfo", {"fs": remote}, timeout=max(1.0, deadline - time.monotonic()))
+    info = backend.rc("operations/fsinfo", {"fs": remote}, timeout=max(1.0, deadline - time.monotonic()))
     supported = [h.lower() for h in info.get("Hashes") or []]
     for algo in HASH_PREFERENCE:
         if algo in supported:
@@ -43,7 +43,7 @@ def remote_files(backend: RcloneBackend, rel_paths: Sequence[str], algo: Optiona
         if left <= 0:
             raise FlushTimeout("reading the files back from the remote took longer than the timeout", {})
         try:
-            return backend._rc("operations/stat", {"fs": remote, "remote": rel, "opt": opt}, timeout=left).get("item")
+            return backend.rc("operations/stat", {"fs": remote, "remote": rel, "opt": opt}, timeout=left).get("item")
         except OSError:  # the answer did not come in time (a large file hashed on a slow remote)
             raise FlushTimeout("reading the files back from the remote took longer than the timeout", {})
 
