@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any, List, Optional
 
 from IPython.core.magic import line_magic, magics_class
@@ -14,33 +16,41 @@ from traitlets import List as TList
 from . import shown_once
 from .base import ColabMagicsBase, defaults_from, help_on_demand, make_parser, subcommand_help
 
-parser = make_parser("aria2", "Download files in the background with aria2 (survives cell and kernel restarts).")
-_sub = parser.add_subparsers(dest="command", metavar="start|add|status|pause|resume|remove|trackers|rpc|stop")
-_start = _sub.add_parser("start", help="start (or restart with new settings) the aria2 daemon")
-_start.add_argument("--dir", default=None, help="default download folder")
-_start.add_argument("--max-concurrent", type=int, default=None, dest="max_concurrent")
-_add = _sub.add_parser("add", help="queue URLs, magnet links, .torrent or .metalink files")
-_add.add_argument("sources", nargs="+", metavar="URI|FILE")
-_add.add_argument("--dir", default=None, help="target folder (a Drive folder is staged locally first)")
-_add.add_argument("--out", default=None, help="file name inside the target folder")
-_add.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
-_add.add_argument("--user-agent", default=None, dest="user_agent")
-_add.add_argument("--seed-time", type=float, default=None, dest="seed_time", help="minutes to seed")
-_add.add_argument("--wait", action="store_true", help="block with a progress bar until done")
-_status = _sub.add_parser("status", help="a table of downloads")
-_status.add_argument("gid", nargs="?", default=None)
-_status.add_argument("--watch", action="store_true", help="keep the table live (does not block)")
-for _name, _help in (("pause", "pause a download or --all"), ("resume", "resume a download or --all"),
-                     ("remove", "remove a download or --all (files already written stay)")):
-    _p = _sub.add_parser(_name, help=_help)
-    _p.add_argument("gid", nargs="?", default=None)
-    _p.add_argument("--all", action="store_true", dest="all_downloads")
-_trackers = _sub.add_parser("trackers", help="the cached public tracker list")
-_trackers.add_argument("--update", action="store_true", help="fetch a fresh public list (not offline)")
-_sub.add_parser("rpc", help="how to use AriaNg or a browser extension through the SSH tunnel")
-_sub.add_parser("stop", help="stop the daemon (the queue is kept in the session file)")
-# An empty parser: calling the base class's parse with it makes sure the state object exists.
-_quoting_probe = make_parser("aria2", "")
+DESCRIPTION = "Download files in the background with aria2 (survives cell and kernel restarts)."
+
+
+@functools.cache
+def parsers() -> SimpleNamespace:
+    """``%aria2``'s parsers, built on first use (building argparse parsers is most of an import's cost)."""
+    parser = make_parser("aria2", DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", metavar="start|add|status|pause|resume|remove|trackers|rpc|stop")
+    start = sub.add_parser("start", help="start (or restart with new settings) the aria2 daemon")
+    start.add_argument("--dir", default=None, help="default download folder")
+    start.add_argument("--max-concurrent", type=int, default=None, dest="max_concurrent")
+    add = sub.add_parser("add", help="queue URLs, magnet links, .torrent or .metalink files")
+    add.add_argument("sources", nargs="+", metavar="URI|FILE")
+    add.add_argument("--dir", default=None, help="target folder (a Drive folder is staged locally first)")
+    add.add_argument("--out", default=None, help="file name inside the target folder")
+    add.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
+    add.add_argument("--user-agent", default=None, dest="user_agent")
+    add.add_argument("--seed-time", type=float, default=None, dest="seed_time", help="minutes to seed")
+    add.add_argument("--wait", action="store_true", help="block with a progress bar until done")
+    status = sub.add_parser("status", help="a table of downloads")
+    status.add_argument("gid", nargs="?", default=None)
+    status.add_argument("--watch", action="store_true", help="keep the table live (does not block)")
+    for name, text in (("pause", "pause a download or --all"), ("resume", "resume a download or --all"),
+                       ("remove", "remove a download or --all (files already written stay)")):
+        one = sub.add_parser(name, help=text)
+        one.add_argument("gid", nargs="?", default=None)
+        one.add_argument("--all", action="store_true", dest="all_downloads")
+    trackers = sub.add_parser("trackers", help="the cached public tracker list")
+    trackers.add_argument("--update", action="store_true", help="fetch a fresh public list (not offline)")
+    sub.add_parser("rpc", help="how to use AriaNg or a browser extension through the SSH tunnel")
+    sub.add_parser("stop", help="stop the daemon (the queue is kept in the session file)")
+    # An empty parser: calling the base class's parse with it makes sure the state object exists.
+    quoting_probe = make_parser("aria2", "")
+    return SimpleNamespace(main=parser, start=start, add=add, status=status, trackers=trackers,
+                           quoting_probe=quoting_probe)
 
 
 class StatusWatch:
@@ -142,13 +152,13 @@ class Aria2Magics(ColabMagicsBase):
 
     def parse_posix(self, line: str) -> Any:
         """Parse with shell quoting (``--header "Cookie: a=b"`` is one value, without its quotes)."""
-        self.parse(_quoting_probe, "")
+        self.parse(parsers().quoting_probe, "")
         try:
-            return parser.parse_args(arg_split(line, posix=True))
+            return parsers().main.parse_args(arg_split(line, posix=True))
         except SystemExit:
             return None
         except ValueError as exc:  # an unbalanced quote
-            parser.error(str(exc))
+            parsers().main.error(str(exc))
 
     @line_magic
     def aria2(self, line: str = "") -> Any:
@@ -164,7 +174,7 @@ class Aria2Magics(ColabMagicsBase):
         if command == "trackers":
             return self._trackers(service, args.update)
         if command in ("pause", "resume", "remove") and not args.gid and not args.all_downloads:
-            parser.error(f"{command} needs a download id or --all")
+            parsers().main.error(f"{command} needs a download id or --all")
         _check_values(command, args)
         if command == "start":
             daemon = service.start(self.settings(args.dir, args.max_concurrent), progress=self.progress("aria2"))
@@ -213,7 +223,7 @@ def _check_values(command: str, args: Any) -> None:
     from ..services.aria2 import validate
 
     if command == "start" and args.max_concurrent is not None and not 1 <= args.max_concurrent <= 1000:
-        parser.error(f"--max-concurrent must be a number from 1 to 1000, not '{args.max_concurrent}'")
+        parsers().main.error(f"--max-concurrent must be a number from 1 to 1000, not '{args.max_concurrent}'")
     if command == "add":
         validate.sources(args.sources)
         validate.out_name(args.out)
@@ -226,6 +236,6 @@ def _check_values(command: str, args: Any) -> None:
         validate.gid(args.gid)
 
 
-help_on_demand(Aria2Magics.aria2, parser, lambda: parser.format_help() + "\n" + subcommand_help(
-    [_start, _add, _status, _trackers]
+help_on_demand(Aria2Magics.aria2, DESCRIPTION, lambda: parsers().main.format_help() + "\n" + subcommand_help(
+    [parsers().start, parsers().add, parsers().status, parsers().trackers]
 ))

@@ -238,13 +238,13 @@ def subcommand_help(parsers: List[MagicArgumentParser]) -> str:
     return "\n".join(p.format_help() for p in parsers)
 
 
-def help_on_demand(magic: Any, parser: MagicArgumentParser, build: Callable[[], str]) -> None:
+def help_on_demand(magic: Any, description: str, build: Callable[[], str]) -> None:
     """Give ``magic`` its full help text (``build()``), formatted only when someone asks for it.
 
     argparse formats help slowly (gettext look-ups per line), and ``%load_ext``
     should not pay for five magics' help. IPython's ``%tunnel?`` asks an
     object's ``getdoc()`` before its ``__doc__``; ``__doc__`` (used by
-    ``%lsmagic`` listings) is the parser's one-line description.
+    ``%lsmagic`` listings) is the magic's one-line ``description``.
     """
     built: List[str] = []
 
@@ -253,5 +253,5 @@ def help_on_demand(magic: Any, parser: MagicArgumentParser, build: Callable[[], 
             built.append(build())
         return built[0]
 
-    magic.__doc__ = parser.description
+    magic.__doc__ = description
     magic.getdoc = getdoc

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, List
 
 from IPython.core.magic import line_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser
 
 from ..state import status_table
 from .base import ColabMagicsBase, get_state, help_on_demand, lazy_import, make_parser
@@ -12,17 +14,23 @@ from .base import ColabMagicsBase, get_state, help_on_demand, lazy_import, make_
 core = lazy_import("colabmagic.services.core")
 events = lazy_import("colabmagic.services.events")
 
-parser = make_parser("colabmagic", "Inspect and control every service colabmagic runs.")
-_sub = parser.add_subparsers(dest="command", metavar="status|stop|logs|doctor")
-_sub.add_parser("status", help="every service, its health, pid, uptime, addresses")
-_stop = _sub.add_parser("stop", help="stop a service (or a group such as vnc) or --all")
-_stop.add_argument("name", nargs="?", default="")
-_stop.add_argument("--all", action="store_true", dest="all_services")
-_logs = _sub.add_parser("logs", help="the last lines of a service's log")
-_logs.add_argument("name")
-_logs.add_argument("-n", type=int, default=40, dest="lines")
-_sub.add_parser("doctor", help="root or sudo, apt, free disk, GPU, hosted Colab")
+DESCRIPTION = "Inspect and control every service colabmagic runs."
 
+
+@functools.cache
+def parser() -> MagicArgumentParser:
+    """``%colabmagic``'s parser, built on first use (building argparse parsers is most of an import's cost)."""
+    main = make_parser("colabmagic", DESCRIPTION)
+    sub = main.add_subparsers(dest="command", metavar="status|stop|logs|doctor")
+    sub.add_parser("status", help="every service, its health, pid, uptime, addresses")
+    stop = sub.add_parser("stop", help="stop a service (or a group such as vnc) or --all")
+    stop.add_argument("name", nargs="?", default="")
+    stop.add_argument("--all", action="store_true", dest="all_services")
+    logs = sub.add_parser("logs", help="the last lines of a service's log")
+    logs.add_argument("name")
+    logs.add_argument("-n", type=int, default=40, dest="lines")
+    sub.add_parser("doctor", help="root or sudo, apt, free disk, GPU, hosted Colab")
+    return main
 
 @magics_class
 class ColabMagics(ColabMagicsBase):
@@ -52,7 +60,7 @@ class ColabMagics(ColabMagicsBase):
 
     @line_magic
     def colabmagic(self, line: str = "") -> Any:
-        args = self.parse(parser, line)
+        args = self.parse(parser(), line)
         if args is None:
             return None
         command = args.command or "status"
@@ -60,7 +68,7 @@ class ColabMagics(ColabMagicsBase):
             return status_table(drive_mountpoints=self._drive_mountpoints())
         if command == "stop":
             if not args.name and not args.all_services:
-                parser.error("stop needs a service name or --all")
+                parser().error("stop needs a service name or --all")
             stopped = core.stop(args.name, args.all_services)
             print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
             return None
@@ -70,4 +78,4 @@ class ColabMagics(ColabMagicsBase):
         return core.doctor(offline=self.offline)
 
 
-help_on_demand(ColabMagics.colabmagic, parser, parser.format_help)
+help_on_demand(ColabMagics.colabmagic, DESCRIPTION, lambda: parser().format_help())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Optional
 
 from IPython.core.magic import line_cell_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser
 from traitlets import Float, Unicode
 
 from .base import ColabMagicsBase, defaults_from, help_on_demand, lazy_import, make_parser
@@ -15,25 +17,29 @@ background = lazy_import("colabmagic.services.drive.background")
 if TYPE_CHECKING:
     from ..services.drive import DriveConfig
 
-parser = make_parser(
-    "drive_sync",
-    "Cell form: mount if needed, run the cell, then flush every write to the remote, verify each "
-    "changed file there by checksum, and remount. Line form: flush, verify and remount now.",
-)
-parser.add_argument("--path", dest="mountpoint", default=None, metavar="MOUNTPOINT",
-                    help="the mountpoint (default: DriveMagics.mountpoint)")
-parser.add_argument("--backend", choices=["colab", "rclone"], default=None,
-                    help="colab (google.colab.drive) or rclone (default: colab on hosted Colab, else rclone)")
-parser.add_argument("--remote", default=None,
-                    help="rclone remote such as gdrive:folder, or a local folder (default: DriveMagics.remote)")
-parser.add_argument("--timeout", type=float, default=None, metavar="SEC",
-                    help="the most the flush and verification may take (default: DriveMagics.timeout)")
-parser.add_argument("--no-verify", action="store_true", help="flush and remount without checking the remote")
-parser.add_argument("--unmount", action="store_true", help="line form: flush, verify and leave it unmounted")
-parser.add_argument("--every", default=None, metavar="INTERVAL|now|off",
-                    help="line form: a supervised background syncer runs a verified sync every INTERVAL (30s, "
-                    "10m, 1h); now: one at once; off: stop it. With it, --path may name a SUBFOLDER of the "
-                    "mountpoint to sync alone. rclone backend only")
+DESCRIPTION = ("Cell form: mount if needed, run the cell, then flush every write to the remote, verify each "
+               "changed file there by checksum, and remount. Line form: flush, verify and remount now.")
+
+
+@functools.cache
+def parser() -> MagicArgumentParser:
+    """``%drive_sync``'s parser, built on first use (building argparse parsers is most of an import's cost)."""
+    main = make_parser("drive_sync", DESCRIPTION)
+    main.add_argument("--path", dest="mountpoint", default=None, metavar="MOUNTPOINT",
+                      help="the mountpoint (default: DriveMagics.mountpoint)")
+    main.add_argument("--backend", choices=["colab", "rclone"], default=None,
+                      help="colab (google.colab.drive) or rclone (default: colab on hosted Colab, else rclone)")
+    main.add_argument("--remote", default=None,
+                      help="rclone remote such as gdrive:folder, or a local folder (default: DriveMagics.remote)")
+    main.add_argument("--timeout", type=float, default=None, metavar="SEC",
+                      help="the most the flush and verification may take (default: DriveMagics.timeout)")
+    main.add_argument("--no-verify", action="store_true", help="flush and remount without checking the remote")
+    main.add_argument("--unmount", action="store_true", help="line form: flush, verify and leave it unmounted")
+    main.add_argument("--every", default=None, metavar="INTERVAL|now|off",
+                      help="line form: a supervised background syncer runs a verified sync every INTERVAL (30s, "
+                      "10m, 1h); now: one at once; off: stop it. With it, --path may name a SUBFOLDER of the "
+                      "mountpoint to sync alone. rclone backend only")
+    return main
 
 
 @magics_class
@@ -79,12 +85,12 @@ class DriveMagics(ColabMagicsBase):
 
     @line_cell_magic
     def drive_sync(self, line: str = "", cell: Optional[str] = None) -> Any:
-        args = self.parse(parser, line)
+        args = self.parse(parser(), line)
         if args is None:
             return None
         if args.every is not None:
             if cell is not None:
-                parser.error("--every is a line option: %drive_sync --every 10m (then run your cells as usual)")
+                parser().error("--every is a line option: %drive_sync --every 10m (then run your cells as usual)")
             path, args.mountpoint = args.mountpoint, None  # with --every, --path may be a subfolder
             return background.every(self.drive_config(args), args.every, path or "")
         config = self.drive_config(args)
@@ -103,4 +109,4 @@ class DriveMagics(ColabMagicsBase):
         return drive.sync(config, unmount=args.unmount, progress=bar)
 
 
-help_on_demand(DriveMagics.drive_sync, parser, parser.format_help)
+help_on_demand(DriveMagics.drive_sync, DESCRIPTION, lambda: parser().format_help())

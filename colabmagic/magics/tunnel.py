@@ -6,7 +6,9 @@ calls ``colabmagic.services.tunnels`` and returns a ``Tunnel``.
 
 from __future__ import annotations
 
+import functools
 import os
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from IPython.core.error import UsageError
@@ -54,42 +56,49 @@ def _provider_options(parser: MagicArgumentParser) -> None:
                        "(default: the --server host)")
 
 
-parser = make_parser("tunnel", "SSH into this machine and expose local ports through a tunnel provider.")
-_sub = parser.add_subparsers(dest="command", metavar="ssh|PORT|jupyter|list|stop")
-_ssh = _sub.add_parser("ssh", help="colabmagic's own sshd, exposed through the provider")
-_ssh.add_argument("--key", action="append", default=[], metavar="PUBKEY", help="a public key to authorize")
-_ssh.add_argument("--key-file", action="append", default=[], metavar="PATH", help="a .pub or authorized_keys file")
-_ssh.add_argument("--github", action="append", default=[], metavar="USER", help="authorize USER's GitHub keys")
-_ssh.add_argument("--password", action="store_true", help="also allow a generated password (shown once)")
-_ssh.add_argument("--user", help="the login user (default: root)")
-_ssh.add_argument("--allow-forwarding", action="store_true",
-                  help="let a --user other than root forward ports (ssh -L); root always may")
-_ssh.add_argument("--port", metavar="N", help="sshd's loopback port (default: remembered, else a free one)")
-_ssh.add_argument("--env", action="append", default=[], metavar="NAME",
-                  help="also pass this kernel variable to SSH sessions")
-_ssh.add_argument("--proto", choices=["tcp"], default="tcp", help="tcp (ssh is always tcp)")
-_ssh.add_argument("--identity", metavar="PATH", help="a folder you own (on Drive, say) keeping the host key, "
-                  "authorized keys, relay key and provider settings: the same host and address on a new runtime")
-_ssh.add_argument("--folder", metavar="PATH", help="the folder the vscode:// link opens (default: the "
-                  "notebook's working directory)")
-_provider_options(_ssh)
-_jup = _sub.add_parser("jupyter", help="JupyterLab with token auth, exposed through the provider")
-_jup.add_argument("--show-token", action="store_true", help="print the login URL with its token")
-_jup.add_argument("--proto", choices=["http", "tcp"], default="http")
-_jup.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
-                  "encrypted (frp, the ssh relay, ngrok tcp): the token crosses in clear")
-_provider_options(_jup)
-_sub.add_parser("list", help="name, provider, local port, public address, state, restarts, pid")
-_stop = _sub.add_parser("stop", help="stop a tunnel by name, or --all")
-_stop.add_argument("name", nargs="?", default="")
-_stop.add_argument("--all", action="store_true", dest="all_tunnels")
+DESCRIPTION = "SSH into this machine and expose local ports through a tunnel provider."
 
-port_parser = make_parser("tunnel PORT", "Expose a local port (TensorBoard, Gradio, a web UI).")
-port_parser.add_argument("port", metavar="PORT")
-port_parser.add_argument("--proto", choices=["http", "tcp"], default="http")
-port_parser.add_argument("--force", action="store_true", help="expose even one of colabmagic's control ports "
-                         "(aria2 RPC, rclone rc, raw VNC, noVNC, JupyterLab)")
-_provider_options(port_parser)
+
+@functools.cache
+def parsers() -> SimpleNamespace:
+    """``%tunnel``'s parsers, built on first use (building argparse parsers is most of an import's cost)."""
+    main = make_parser("tunnel", DESCRIPTION)
+    sub = main.add_subparsers(dest="command", metavar="ssh|PORT|jupyter|list|stop")
+    ssh = sub.add_parser("ssh", help="colabmagic's own sshd, exposed through the provider")
+    ssh.add_argument("--key", action="append", default=[], metavar="PUBKEY", help="a public key to authorize")
+    ssh.add_argument("--key-file", action="append", default=[], metavar="PATH", help="a .pub or authorized_keys file")
+    ssh.add_argument("--github", action="append", default=[], metavar="USER", help="authorize USER's GitHub keys")
+    ssh.add_argument("--password", action="store_true", help="also allow a generated password (shown once)")
+    ssh.add_argument("--user", help="the login user (default: root)")
+    ssh.add_argument("--allow-forwarding", action="store_true",
+                     help="let a --user other than root forward ports (ssh -L); root always may")
+    ssh.add_argument("--port", metavar="N", help="sshd's loopback port (default: remembered, else a free one)")
+    ssh.add_argument("--env", action="append", default=[], metavar="NAME",
+                     help="also pass this kernel variable to SSH sessions")
+    ssh.add_argument("--proto", choices=["tcp"], default="tcp", help="tcp (ssh is always tcp)")
+    ssh.add_argument("--identity", metavar="PATH", help="a folder you own (on Drive, say) keeping the host key, "
+                     "authorized keys, relay key and provider settings: the same host and address on a new runtime")
+    ssh.add_argument("--folder", metavar="PATH", help="the folder the vscode:// link opens (default: the "
+                     "notebook's working directory)")
+    _provider_options(ssh)
+    jup = sub.add_parser("jupyter", help="JupyterLab with token auth, exposed through the provider")
+    jup.add_argument("--show-token", action="store_true", help="print the login URL with its token")
+    jup.add_argument("--proto", choices=["http", "tcp"], default="http")
+    jup.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
+                     "encrypted (frp, the ssh relay, ngrok tcp): the token crosses in clear")
+    _provider_options(jup)
+    sub.add_parser("list", help="name, provider, local port, public address, state, restarts, pid")
+    stop = sub.add_parser("stop", help="stop a tunnel by name, or --all")
+    stop.add_argument("name", nargs="?", default="")
+    stop.add_argument("--all", action="store_true", dest="all_tunnels")
+
+    port = make_parser("tunnel PORT", "Expose a local port (TensorBoard, Gradio, a web UI).")
+    port.add_argument("port", metavar="PORT")
+    port.add_argument("--proto", choices=["http", "tcp"], default="http")
+    port.add_argument("--force", action="store_true", help="expose even one of colabmagic's control ports "
+                       "(aria2 RPC, rclone rc, raw VNC, noVNC, JupyterLab)")
+    _provider_options(port)
+    return SimpleNamespace(main=main, ssh=ssh, port=port, jupyter=jup, stop=stop)
 
 
 @magics_class
@@ -189,9 +198,9 @@ class TunnelMagics(ColabMagicsBase):
         except ValueError as exc:
             raise UsageError(f"%tunnel: {exc} (unbalanced quotes?)") from None
         if words and words[0] not in COMMANDS and not words[0].startswith("-"):
-            args = self._parse(port_parser, words)
+            args = self._parse(parsers().port, words)
             return None if args is None else self._expose(args)
-        args = self._parse(parser, words)
+        args = self._parse(parsers().main, words)
         if args is None:
             return None
         command = args.command or "list"
@@ -201,7 +210,7 @@ class TunnelMagics(ColabMagicsBase):
             return self._jupyter(args)
         if command == "stop":
             if not args.name and not args.all_tunnels:
-                parser.error("stop needs a tunnel name or --all")
+                parsers().main.error("stop needs a tunnel name or --all")
             stopped = tunnels.stop_all() if args.all_tunnels else ([args.name] if tunnels.stop(args.name) else [])
             print("stopped: " + (", ".join(stopped) if stopped else "no such tunnel was running"))
             return None
@@ -286,5 +295,5 @@ class TunnelMagics(ColabMagicsBase):
                              rows, title="tunnels", empty="(no tunnels running)")
 
 
-help_on_demand(TunnelMagics.tunnel, parser,
-               lambda: "\n".join(p.format_help() for p in (parser, _ssh, port_parser, _jup, _stop)))
+help_on_demand(TunnelMagics.tunnel, DESCRIPTION, lambda: "\n".join(
+    p.format_help() for p in (parsers().main, parsers().ssh, parsers().port, parsers().jupyter, parsers().stop)))

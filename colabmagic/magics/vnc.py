@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from IPython.core.magic import line_magic, magics_class
@@ -17,23 +19,29 @@ vnc = lazy_import("colabmagic.services.vnc")
 if TYPE_CHECKING:
     from ..services.vnc import VncDesktop
 
-parser = make_parser("vnc", "A remote XFCE desktop over VNC (loopback, password auth), optionally in the browser.")
-_sub = parser.add_subparsers(dest="command", metavar="start|stop|status|password|screenshot")
-_start = _sub.add_parser("start", help="start the desktop (or reuse the running one)")
-_start.add_argument("--geometry", default=None, help="screen size WIDTHxHEIGHT (default: VncMagics.geometry)")
-_start.add_argument("--depth", type=int, default=None, help="colour depth 16, 24 or 32 (default: VncMagics.depth)")
-_start.add_argument("--display", default=None, help="X display :N, VNC port 5900+N (default: VncMagics.display)")
-_start.add_argument("--web", action="store_true", help="also serve noVNC, a VNC client in the browser")
-_start.add_argument("--via", default=None, help="expose through this tunnel provider: " + via_help())
-_start.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
-                    "encrypted (frp, the ssh relay, ngrok tcp): the VNC password and screen cross in clear")
-_start.add_argument("--gpu", action="store_true", help="OpenGL on the NVIDIA GPU through VirtualGL (vglrun)")
-_sub.add_parser("stop", help="stop the desktop (web client, session, X server)")
-_sub.add_parser("status", help="the running desktop")
-_sub.add_parser("password", help="show the VNC password (only here)")
-_shot = _sub.add_parser("screenshot", help="show the desktop inline as a PNG")
-_shot.add_argument("--save", default=None, metavar="FILE", help="also write the PNG to FILE")
+DESCRIPTION = "A remote XFCE desktop over VNC (loopback, password auth), optionally in the browser."
 
+
+@functools.cache
+def parsers() -> SimpleNamespace:
+    """``%vnc``'s parsers, built on first use (building argparse parsers is most of an import's cost)."""
+    main = make_parser("vnc", DESCRIPTION)
+    sub = main.add_subparsers(dest="command", metavar="start|stop|status|password|screenshot")
+    start = sub.add_parser("start", help="start the desktop (or reuse the running one)")
+    start.add_argument("--geometry", default=None, help="screen size WIDTHxHEIGHT (default: VncMagics.geometry)")
+    start.add_argument("--depth", type=int, default=None, help="colour depth 16, 24 or 32 (default: VncMagics.depth)")
+    start.add_argument("--display", default=None, help="X display :N, VNC port 5900+N (default: VncMagics.display)")
+    start.add_argument("--web", action="store_true", help="also serve noVNC, a VNC client in the browser")
+    start.add_argument("--via", default=None, help="expose through this tunnel provider: " + via_help())
+    start.add_argument("--insecure", action="store_true", help="allow a provider whose public side is not "
+                       "encrypted (frp, the ssh relay, ngrok tcp): the VNC password and screen cross in clear")
+    start.add_argument("--gpu", action="store_true", help="OpenGL on the NVIDIA GPU through VirtualGL (vglrun)")
+    sub.add_parser("stop", help="stop the desktop (web client, session, X server)")
+    sub.add_parser("status", help="the running desktop")
+    sub.add_parser("password", help="show the VNC password (only here)")
+    shot = sub.add_parser("screenshot", help="show the desktop inline as a PNG")
+    shot.add_argument("--save", default=None, metavar="FILE", help="also write the PNG to FILE")
+    return SimpleNamespace(main=main, start=start, shot=shot)
 
 @magics_class
 class VncMagics(ColabMagicsBase):
@@ -59,7 +67,7 @@ class VncMagics(ColabMagicsBase):
 
     @line_magic
     def vnc(self, line: str = "") -> Any:
-        args = self.parse(parser, line)
+        args = self.parse(parsers().main, line)
         if args is None:
             return None
         command = args.command or "status"
@@ -116,5 +124,5 @@ class VncMagics(ColabMagicsBase):
         return frame
 
 
-help_on_demand(VncMagics.vnc, parser,
-               lambda: parser.format_help() + "\n".join(p.format_help() for p in (_start, _shot)))
+help_on_demand(VncMagics.vnc, DESCRIPTION, lambda: parsers().main.format_help() + "\n".join(
+    p.format_help() for p in (parsers().start, parsers().shot)))

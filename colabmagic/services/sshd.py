@@ -578,7 +578,7 @@ def restore_password() -> bool:
 def _profile_hook() -> None:
     """Our own /etc/profile.d drop-in (see PATH_CARRIER); no existing system file is changed."""
     if PROFILE_HOOK.parent.is_dir() and os.access(PROFILE_HOOK.parent, os.W_OK):
-        paths.write_file(PROFILE_HOOK, PROFILE_HOOK_TEXT, mode=0o644)
+        paths.write_file(PROFILE_HOOK, PROFILE_HOOK_TEXT, mode=0o644, durable=False)
 
 
 def _value(service: supervisor.Service, key: HostKey, reused: bool = False) -> Sshd:
@@ -660,13 +660,14 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None,
         for folder in (served.parent.parent, served.parent):
             folder.mkdir(exist_ok=True)
             os.chmod(folder, 0o700 if private else 0o755)
-        paths.write_file(served, keys_file.read_bytes(), mode=0o600 if private else 0o644)
+        paths.write_file(served, keys_file.read_bytes(), mode=0o600 if private else 0o644, durable=False)
         problem = strict_modes_problem(served)
         if problem:
             raise ServiceError(f"no folder sshd's StrictModes accepts for authorized_keys: {problem}")
     path = config_path()
-    paths.write_file(path, text, mode=0o600)
-    paths.write_file(state_dir() / "port", f"{port}\n", mode=0o600)
+    # Written afresh on every start (not durable: see paths.write_file).
+    paths.write_file(path, text, mode=0o600, durable=False)
+    paths.write_file(state_dir() / "port", f"{port}\n", mode=0o600, durable=False)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
     _check_config(binary, path)
     _profile_hook()

@@ -152,7 +152,7 @@ def _hand_over(service: Service, keeper_spec: Dict[str, Any]) -> Optional[Proces
     lock = os.open(keeper_dir() / "keeper.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        paths.write_file(service.spec_path, marshal.dumps(keeper_spec))
+        paths.write_file(service.spec_path, marshal.dumps(keeper_spec), durable=False)
         keeper = _keeper_identity()
         if keeper is None and str(paths.home()) in _starting:
             keeper = _wait_keeper()  # one we started a moment ago: never a second keeper for a home
@@ -261,7 +261,7 @@ class Service:
         """Add facts (a public address, say) to the record; readers see them at once."""
         rec = self.record()
         rec.setdefault("spec", {}).setdefault("info", {}).update(facts)
-        paths.write_file(self.record_path, json.dumps(rec, indent=1, sort_keys=True))
+        paths.write_file(self.record_path, json.dumps(rec, indent=1, sort_keys=True), durable=False)
 
     @property
     def keeper(self) -> Optional[ProcessIdentity]:
@@ -488,7 +488,7 @@ class Launch:
             if keeper is not None:
                 rec = service.record()
                 rec["keeper"] = keeper.to_dict()
-                paths.write_file(service.record_path, json.dumps(rec, indent=1, sort_keys=True))
+                paths.write_file(service.record_path, json.dumps(rec, indent=1, sort_keys=True), durable=False)
         deadline = time.monotonic() + timeout
         pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 20 ms
         while True:
@@ -587,7 +587,7 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
     }
     keeper = _hand_over(service, keeper_spec)
     record["keeper"] = keeper.to_dict() if keeper else None
-    paths.write_file(service.record_path, json.dumps(record, indent=1, sort_keys=True))
+    paths.write_file(service.record_path, json.dumps(record, indent=1, sort_keys=True), durable=False)
     return Launch(service, ready, started=True)
 
 

@@ -199,3 +199,36 @@ def test_interactive_login_shell_keeps_kernel_path_and_libraries(ip, relay, rela
     path = re.search(r"P42=([^\s\x1b]*)", out).group(1)
     assert "/opt/kernel-bin" in path.split(":"), out
     assert re.search(r"L42=/opt/kernel-libs/lib64,0\b", out), out
+
+
+def _agent_argv(name: str) -> list:
+    service = supervisor.adopt(tunnels.service_name(name))
+    assert service is not None and service.child is not None
+    return Path(f"/proc/{service.child.pid}/cmdline").read_bytes().split(b"\0")
+
+
+def test_relay_hop_uses_a_classic_exchange_only_under_an_end_to_end_ssh_session(ip, relay, relay_args, client_key,
+                                                                                ssh_login):
+    """The %tunnel ssh agent's hop to the relay skips the slow post-quantum exchange: what it carries is the
+    user's own SSH session, which still negotiates OpenSSH's post-quantum exchange with our sshd end to end.
+    A plain port's tunnel keeps OpenSSH's default exchange: there the hop is the only encryption."""
+    pub = Path(f"{client_key}.pub").read_text().strip()
+    ip.cell(f"t = %tunnel ssh {relay_args(relay)} --key '{pub}'")
+    t = ip.user_ns["t"]
+    hop = [a for a in _agent_argv("ssh") if a.startswith(b"KexAlgorithms=")]
+    assert hop and b"sntrup" not in hop[0] and b"mlkem" not in hop[0]
+    r = ssh_login(t.known_hosts_line(), t.ssh_config(), client_key, "echo in", extra=["-v"])
+    assert r.returncode == 0 and r.stdout.strip() == "in", r.stderr
+    offered = subprocess.run(["ssh", "-Q", "kex"], capture_output=True, text=True).stdout.split()
+    chosen = re.search(r"kex: algorithm: (\S+)", r.stderr)
+    assert chosen is not None
+    if any("sntrup" in k or "mlkem" in k for k in offered):  # OpenSSH 9.0 and later
+        assert "sntrup" in chosen.group(1) or "mlkem" in chosen.group(1), chosen.group(1)
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        ip.cell(f"%tunnel {port} --proto tcp {relay_args(relay, probes.free_port())}")
+        assert not [a for a in _agent_argv(str(port)) if a.startswith(b"KexAlgorithms=")]
+        ip.cell(f"%tunnel stop {port}")

@@ -245,7 +245,7 @@ def start_ssh(
 
     def launch_agent(port: int, key: sshd.HostKey) -> None:
         config = TunnelConfig(name=name, local_port=port, proto="tcp", options=dict(options or {}), binary=binary,
-                              offline=offline)
+                              offline=offline, end_to_end=True)
         access = {
             "user": sshd_config.user,
             "host_alias": host_alias,

@@ -28,6 +28,9 @@ class TunnelConfig:
     options: Mapping[str, Any] = field(default_factory=dict)  # provider options: relay, remote_port, server, ...
     binary: Optional[str] = None  # provider binary path setting (frpc_path, cloudflared_path, ...)
     offline: bool = False  # the offline setting: never download the agent binary
+    # The payload is an SSH session to colabmagic's sshd (%tunnel ssh): end-to-end encrypted with its
+    # own key exchange, whatever the tunnel's own hop does.
+    end_to_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class TunnelRecord:
 
     def config(self) -> TunnelConfig:
         return TunnelConfig(name=self.tunnel, local_port=self.local_port, proto=self.proto,
-                            options=dict(self.options), binary=self.binary)
+                            options=dict(self.options), binary=self.binary, end_to_end=bool(self.ssh_access))
 
     def with_address(self, address: PublicAddress, agent_pid: Optional[int]) -> TunnelRecord:
         return replace(self, address=address, agent_pid=agent_pid)
