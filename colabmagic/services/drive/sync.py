@@ -71,6 +71,7 @@ def sync(
 
 
 def _sync(cfg: DriveConfig, unmount: bool, progress: Optional[Progress], credentials: Any) -> SyncReport:
+    """The four steps, under the mountpoint's lock: scan, flush, verify, report."""
     backend = backend_for(cfg, progress, credentials)
     started = time.monotonic()
     deadline = started + cfg.timeout
