@@ -623,11 +623,13 @@ class PendingSshd:
 
 
 def begin(config: SshdConfig, progress: Optional[Progress] = None,
-          on_port: Optional[Callable[[int, HostKey], Any]] = None) -> PendingSshd:
+          on_port: Optional[Callable[[int], Any]] = None) -> PendingSshd:
     """Everything ``ensure`` does, up to starting sshd, without waiting for it to answer.
 
-    ``on_port(port, host_key)`` is called as soon as both are known and the port is free, before the
-    config is written and checked: what needs only the port (a tunnel agent) starts alongside.
+    ``on_port(port)`` is called as soon as the port is known and free and the inputs are checked,
+    before the host key is made (a new one takes ssh-keygen's time) and the config is written and
+    checked: what needs only the port (a tunnel agent) starts alongside. The key is ``.key`` of the
+    result.
     """
     if os.geteuid() != 0:
         raise NotRootError("colabmagic's sshd needs root (it logs users in)")
@@ -641,13 +643,13 @@ def begin(config: SshdConfig, progress: Optional[Progress] = None,
                 "no key to authorize: pass --key 'ssh-ed25519 AAAA...', --key-file ~/.ssh/id_ed25519.pub, "
                 f"--github USER, or set the secret {PUBLIC_KEY_SECRET}; or opt into --password"
             )
-    key = host_key()
     port = _choose_port(config.port)
     running = supervisor.adopt(SERVICE)
     if running is None or running.info.get("port") != port:
         supervisor.check_port_free(port, "colabmagic's sshd")
     if on_port is not None:
-        on_port(port, key)
+        on_port(port)
+    key = host_key()
     forwarding = config.user == "root" or config.allow_forwarding
     text = render_config(port, config.user, key, config.password, env, forwarding, sshd_version(binary))
     if config.keys:

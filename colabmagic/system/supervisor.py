@@ -155,7 +155,11 @@ def _hand_over(service: Service, keeper_spec: Dict[str, Any]) -> Optional[Proces
         paths.write_file(service.spec_path, marshal.dumps(keeper_spec), durable=False)
         keeper = _keeper_identity()
         if keeper is None and str(paths.home()) in _starting:
-            keeper = _wait_keeper()  # one we started a moment ago: never a second keeper for a home
+            # One we started a moment ago (warm_up) and not up yet: never a second keeper for a home,
+            # and no waiting for its interpreter here. It writes keeper.json before its first look at
+            # the specs, so the spec written above is seen by that look, or (once keeper.json is
+            # there) nudged; Launch.wait learns the keeper's identity.
+            return None
         if keeper is not None:
             _nudge(keeper)
             return keeper
@@ -490,7 +494,7 @@ class Launch:
                 rec["keeper"] = keeper.to_dict()
                 paths.write_file(service.record_path, json.dumps(rec, indent=1, sort_keys=True), durable=False)
         deadline = time.monotonic() + timeout
-        pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 20 ms
+        pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 10 ms
         while True:
             run = service.run()
             if run.get("status") in ("failed", "exited", "backoff", "gave-up") or keeper is None \
@@ -510,7 +514,7 @@ class Launch:
                     f"{service.name} was not ready within {timeout:.0f}s", log=service.log, details=details
                 )
             time.sleep(pause)
-            pause = min(0.02, pause * 1.5)
+            pause = min(0.01, pause * 1.5)
 
     def abort(self) -> None:
         """Stop it (a start that is no longer wanted); a reused service is left running."""

@@ -47,9 +47,19 @@ def register(authority: str, port: int) -> None:
 
 
 def unregister(authority: str) -> None:
+    """Withdraw this process's own registration of ``authority``, and only that.
+
+    A named tunnel (cloudflared) or a reserved address (ngrok) can have a newer connector by the time
+    an old one shuts down (a new runtime started while the old agent was still stopping): the real
+    edges drop only the stopping connector's connections and keep routing to the newer one, so a
+    registration written since by another process is left alone.
+    """
+    path = _key(authority)
     try:
-        _key(authority).unlink()
-    except FileNotFoundError:
+        if json.loads(path.read_text()).get("pid") != os.getpid():
+            return
+        path.unlink()
+    except (FileNotFoundError, ValueError):
         pass
 
 
@@ -121,6 +131,12 @@ def certificate() -> str:
 def server_tls() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certificate())
+    # No TLS 1.3 session tickets: they arrive after the handshake and are read by the client's first
+    # recv, while its other thread may already be writing (pipe and access_ssh pump each direction in
+    # a thread of its own, over one SSL object). OpenSSL does not allow one SSL object to be used from
+    # two threads at once; with tickets that race now and then closed a login before it reached sshd
+    # ("Connection closed by UNKNOWN port 65535", about 1 run in 15). The stand-ins resume nothing.
+    ctx.num_tickets = 0
     return ctx
 
 

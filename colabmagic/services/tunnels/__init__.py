@@ -184,6 +184,10 @@ class TunnelLaunch:
                 announce(f"tunnel {config.name!r} has a new public address: {public_address(service)}")
         return tunnel
 
+    def add_facts(self, **facts: Any) -> None:
+        """Complete the record with facts known only after the launch (TunnelRecord fields)."""
+        self.started.service.update_info(**facts)
+
     def abort(self) -> None:
         self.started.abort()
 
@@ -243,17 +247,11 @@ def start_ssh(
     # (and connects to the relay) as soon as the port is known, while sshd's config is written and checked.
     agents: List[TunnelLaunch] = []
 
-    def launch_agent(port: int, key: sshd.HostKey) -> None:
+    access = {"user": sshd_config.user, "host_alias": host_alias, "folder": folder}
+
+    def launch_agent(port: int) -> None:
         config = TunnelConfig(name=name, local_port=port, proto="tcp", options=dict(options or {}), binary=binary,
                               offline=offline, end_to_end=True)
-        access = {
-            "user": sshd_config.user,
-            "host_alias": host_alias,
-            "host_key_alias": key.alias,
-            "known_hosts_line": key.known_hosts_line(key.alias),
-            "fingerprint": key.fingerprint,
-            "folder": folder,
-        }
         agents.append(launch(config, via, facts={"ssh_access": access}))
 
     try:
@@ -264,6 +262,12 @@ def start_ssh(
         supervisor.settle()
         raise
     agent = agents[0]
+    # The host key is made after the agent started (it only forwards the port); clients learn it
+    # from the record, completed before the tunnel is shown. Not part of the agent's fingerprint: a
+    # new key does not restart the agent.
+    key = pending.key
+    agent.add_facts(ssh_access={**access, "host_key_alias": key.alias,
+                                "known_hosts_line": key.known_hosts_line(key.alias), "fingerprint": key.fingerprint})
     try:
         server = pending.wait()
     except BaseException:
