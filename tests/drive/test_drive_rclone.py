@@ -201,7 +201,7 @@ def test_a_new_file_another_process_keeps_open_for_reading_does_not_hold_the_syn
     import subprocess
     import sys
 
-    from colabmagic.services.drive import rclone as rclone_backend
+    from colabmagic.services.drive.rclone import flush as rclone_flush
 
     remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
     configure(ip, rclone_env, write_back="5m")
@@ -216,7 +216,7 @@ def test_a_new_file_another_process_keeps_open_for_reading_does_not_hold_the_syn
     try:
         assert reader.stdout is not None and reader.stdout.readline().strip() == "open"
         # Were the sync to wait for this file's release, it would wait past its own timeout.
-        monkeypatch.setattr(rclone_backend, "RELEASE_WAIT", 600.0)
+        monkeypatch.setattr(rclone_flush, "RELEASE_WAIT", 600.0)
         report = ip.cell("%drive_sync --timeout 60").value
         assert report.verified and [f.path for f in report.files] == ["train.log"]
         assert sha256(remote / "train.log") == hashlib.sha256(data).hexdigest()
@@ -503,7 +503,7 @@ def test_a_file_the_write_back_uploaded_before_the_sync_is_not_waited_for(
 ) -> None:
     """With a short write-back delay rclone uploads on its own; such a file is never in the queue
     when the sync looks. The remote holding it as written is enough: no wait for a close."""
-    from colabmagic.services.drive import rclone as rclone_backend
+    from colabmagic.services.drive.rclone import flush as rclone_flush
 
     remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
     configure(ip, rclone_env, write_back="1s")
@@ -512,7 +512,7 @@ def test_a_file_the_write_back_uploaded_before_the_sync_is_not_waited_for(
     (mp / "early.bin").write_bytes(data)
     assert wait_until(lambda: (remote / "early.bin").exists() and (remote / "early.bin").read_bytes() == data)
     # Were the sync to wait for this file to pass through the queue, it would wait past its timeout.
-    monkeypatch.setattr(rclone_backend, "RELEASE_WAIT", 600.0)
+    monkeypatch.setattr(rclone_flush, "RELEASE_WAIT", 600.0)
     report = ip.cell("%drive_sync --timeout 60").value
     assert report.verified and [f.path for f in report.files] == ["early.bin"]
 
@@ -552,14 +552,14 @@ def test_the_mount_skips_rclone_checks_that_cannot_find_anything_only_for_a_loca
     """A local-folder remote: rclone's post-upload check would hash the same bytes twice in memory,
     so it is off (the sync reads the file back); fingerprints leave out slow hashes. A named remote
     (Drive, SFTP, S3) keeps rclone's check: its hash comes from the remote."""
-    from colabmagic.services.drive import rclone as rclone_backend
+    from colabmagic.services.drive.rclone import remote as rclone_remote
 
     remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
     drive.mount(drive.DriveConfig(backend="rclone", remote=str(remote), mountpoint=str(mp), write_back="5m"))
     argv = open(f"/proc/{mount_pid()}/cmdline", "rb").read().decode().split("\0")
     assert argv[1] == "mount" and "--ignore-checksum" in argv and "--vfs-fast-fingerprint" in argv
     assert [r for r in ("/data/x", "./x", "x", "/a:b", "gdrive:x", ":local:/x", "my remote:dir", "s3:bucket")
-            if rclone_backend._local_path(r)] == ["/data/x", "./x", "x", "/a:b"]
+            if rclone_remote.local_path(r)] == ["/data/x", "./x", "x", "/a:b"]
 
 
 def test_each_file_is_open_for_reading_before_its_upload_is_started(
@@ -568,17 +568,16 @@ def test_each_file_is_open_for_reading_before_its_upload_is_started(
     """The sync reads the changed files through the mount while rclone uploads them, but starts the
     upload of a file only once it holds the file open: a file opened just as its upload completes
     can be read wrongly by rclone. Here each open comes a second late; no upload may start first."""
-    import importlib
     import threading
 
     from colabmagic.services.drive import rclone as rclone_backend
+    from colabmagic.services.drive import reading
 
-    sync_module = importlib.import_module("colabmagic.services.drive.sync")  # the package exports sync()
     remote, mp = rclone_env["remote"], rclone_env["mountpoint"]
     configure(ip, rclone_env, write_back="5m")
     events: list = []
     lock = threading.Lock()
-    open_for_reading = sync_module._open_for_reading
+    open_for_reading = reading._open_for_reading
 
     def late_open(path: str, direct: bool) -> int:
         time.sleep(1.0)
@@ -587,7 +586,7 @@ def test_each_file_is_open_for_reading_before_its_upload_is_started(
             events.append(("open", os.path.basename(path)))
         return fd
 
-    rc = rclone_backend.RcloneBackend._rc
+    rc = rclone_backend.RcloneBackend.rc
     names: Dict[int, str] = {}
 
     def recording_rc(self: Any, command: str, params: Any = None, timeout: float = 10.0) -> Any:
@@ -599,8 +598,8 @@ def test_each_file_is_open_for_reading_before_its_upload_is_started(
                 events.append(("upload", names.get(int(params["id"]), "?")))
         return answer
 
-    monkeypatch.setattr(sync_module, "_open_for_reading", late_open)
-    monkeypatch.setattr(rclone_backend.RcloneBackend, "_rc", recording_rc)
+    monkeypatch.setattr(reading, "_open_for_reading", late_open)
+    monkeypatch.setattr(rclone_backend.RcloneBackend, "rc", recording_rc)
     body = "".join(f"open({str(mp)!r} + '/part{i}.bin', 'wb').write(b'{i}' * ({i} + 1) * 300000)\n" for i in range(3))
     report = ip.cell("%%drive_sync --timeout 120\n" + body).value
     assert report.verified and sorted(f.path for f in report.files) == ["part0.bin", "part1.bin", "part2.bin"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from .config import DriveConfig
 from .report import DriveSyncError, DriveSyncTimeout, FileResult, SyncReport
-from .sync import DriveMount, current, guards, mount, sync, unmount
+from .status import DriveMount, current, guards
+from .sync import mount, sync, unmount
 
 __all__ = [
     "DriveConfig",

@@ -153,6 +153,14 @@ def _subfolder(cfg: DriveConfig, path: str) -> DriveConfig:
     return cfg.with_(track=os.path.relpath(full, cfg.mountpoint)).resolved()
 
 
+def _refuse_a_flush_that_unmounts(cfg: DriveConfig) -> None:
+    """A background sync flushes under a running notebook: only a backend whose flush leaves the mount up."""
+    from .backend import backend_for
+
+    if not backend_for(cfg).stays_mounted:
+        raise ColabMagicError(COLAB_REFUSAL)
+
+
 def every(config: DriveConfig, when: str, path: str = "") -> Any:
     """``%drive_sync --every INTERVAL|now|off [--path SUBFOLDER]``."""
     word = when.strip().lower()
@@ -163,8 +171,7 @@ def every(config: DriveConfig, when: str, path: str = "") -> Any:
         return now()
     interval = parse_interval(word)
     cfg = config.resolved()
-    if cfg.backend == "colab":
-        raise ColabMagicError(COLAB_REFUSAL)
+    _refuse_a_flush_that_unmounts(cfg)
     cfg = _subfolder(cfg, path) if path else cfg
     return start(cfg, interval)
 
@@ -174,8 +181,7 @@ def start(config: DriveConfig, interval: float) -> BackgroundSync:
     from .sync import mount
 
     cfg = config.resolved()
-    if cfg.backend == "colab":
-        raise ColabMagicError(COLAB_REFUSAL)
+    _refuse_a_flush_that_unmounts(cfg)
     mount(cfg)  # the daemon syncs an existing mount; it never mounts one the user unmounted
     paths.write_file(config_path(), json.dumps({"config": cfg.__dict__, "interval": interval}, indent=1,
                                                sort_keys=True))
@@ -246,7 +252,8 @@ class Syncer:
 
     def run_once(self) -> None:
         from . import tracking
-        from .sync import WritersBusy, sync
+        from .flushing import WritersBusy
+        from .sync import sync
 
         mp = self.config.mountpoint
         self.state["attempts"] = int(self.state.get("attempts", 0)) + 1

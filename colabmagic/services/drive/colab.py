@@ -17,13 +17,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import ColabMagicError
 from ...system import paths
 from . import tracking, writers
+from .backend import DriveBackend, FileFacts, FlushFailed, FlushTimeout, MayUpload, Progress
 from .config import DriveConfig
-from .rclone import FlushFailed, FlushTimeout
 
 MY_DRIVE = "MyDrive"
 # What to do about google.colab.drive.mount's ValueErrors (colabtools google/colab/drive.py).
@@ -37,7 +37,6 @@ _MOUNT_ADVICE = {
 }
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive.metadata.readonly"
 FOLDER = "application/vnd.google-apps.folder"
-Progress = Callable[[float, str], None]
 
 
 def colab_drive() -> Any:
@@ -137,17 +136,19 @@ class DriveApi:
         return None
 
 
-class ColabBackend:
-    """``google.colab.drive``: mount, flush_and_unmount under our timeout, remount with force."""
+class ColabBackend(DriveBackend):
+    """``google.colab.drive``: mount, flush_and_unmount under our timeout, remount with force.
+
+    Its flush unmounts (``stays_mounted`` is False): the sync reads the changed files
+    first, and remounts after. DriveFS does not say what is pending (``pending_uploads``
+    stays 0), so a sync with tracked changes always flushes."""
 
     name = "colab"
     remote_label = "Google Drive (My Drive)"
 
     def __init__(self, config: DriveConfig, progress: Optional[Progress] = None, credentials: Any = None):
-        self.config = config
-        self.progress = progress
+        super().__init__(config, progress)
         self.credentials = credentials
-        self.method_override = ""
 
     def skip(self) -> Sequence[str]:
         """Only My Drive is tracked; shortcuts, revisions and shared drives are not files we wrote."""
@@ -159,9 +160,6 @@ class ColabBackend:
     def mounted(self) -> bool:
         mp = self.config.mountpoint
         return tracking.is_mounted(mp) and os.path.isdir(os.path.join(mp, MY_DRIVE))
-
-    def pending_uploads(self) -> int:
-        return 0  # DriveFS does not say; a sync with tracked changes always flushes
 
     def mount(self, force: bool = False) -> None:
         drive = colab_drive()
@@ -186,9 +184,10 @@ class ColabBackend:
     def remount(self) -> None:
         self.mount(force=True)
 
-    def flush(self, deadline: float, expected: Any = None, algo: Optional[str] = None) -> None:
+    def flush(self, deadline: float, expected: Optional[Mapping[str, FileFacts]] = None,
+              algo: Optional[str] = None, ready: Optional[MayUpload] = None) -> None:
         """Run flush_and_unmount in a thread; return when it has, or raise at the deadline.
-        (``expected`` and ``algo`` serve rclone's flush; Colab's flushes everything.)"""
+        (``expected``, ``algo`` and ``ready`` serve rclone's flush; Colab's flushes everything.)"""
         drive = colab_drive()
         if not tracking.is_mounted(self.config.mountpoint):
             # flush_and_unmount would print "Drive not mounted, so nothing to flush" and return as if done.
@@ -239,10 +238,10 @@ class ColabBackend:
         return "md5", "md5Checksum from the Drive API"
 
     def needs_mount_to_verify(self, algo: Optional[str]) -> bool:
-        return algo is None
+        return algo is None  # sizes are read through the remounted Drive
 
-    def remote_files(self, rel_paths: Sequence[str], algo: Optional[str], deadline: float) -> Dict[str, Tuple[int, Optional[str]]]:
-        found: Dict[str, Tuple[int, Optional[str]]] = {}
+    def remote_files(self, rel_paths: Sequence[str], algo: Optional[str], deadline: float) -> Dict[str, FileFacts]:
+        found: Dict[str, FileFacts] = {}
         if algo is None:
             for rel in rel_paths:
                 full = os.path.join(self.config.mountpoint, rel)

@@ -135,6 +135,21 @@ class DriveSyncTimeout(DriveSyncError):
     """The flush did not finish within the timeout; the files still pending are named."""
 
 
+def notes(tracked: Tuple[str, ...], paused: int, mounted: bool) -> str:
+    """The report's note: what was tracked, and what became of aria2 downloads paused for the sync."""
+    found = []
+    if tracked:
+        found.append(f"only {', '.join(tracked)} is tracked and verified; the rest was flushed, not checked")
+    if paused:
+        if mounted:
+            found.append(f"paused {paused} aria2 download(s) writing into the mount during the unmount, "
+                         "then resumed")
+        else:
+            found.append(f"paused {paused} aria2 download(s) writing into the mount; they resume "
+                         "when it is mounted again")
+    return "; ".join(found)
+
+
 def failure_message(report: SyncReport, limit: int = 20) -> Tuple[str, List[str]]:
     """One line naming the files that did not make it, plus one detail line per file."""
     failed = report.failed
