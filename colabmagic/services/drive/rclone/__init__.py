@@ -26,6 +26,7 @@ from ....system import supervisor
 from .. import tracking
 from ..backend import DriveBackend, FileFacts, FlushFailed, FlushTimeout, MayUpload, Progress
 from ..config import DriveConfig
+from ..records import MountRecord
 from . import flush as _flush
 from . import mount as _mount
 from . import verify as _verify
@@ -71,7 +72,7 @@ class RcloneBackend(DriveBackend):
         svc = self.service()
         if svc is None:
             raise FlushFailed(f"the rclone mount at {self.config.mountpoint} is not running", {})
-        return rc_call(int(svc.info["rc_port"]), command, params, timeout=timeout)
+        return rc_call(MountRecord.of(svc).rc_port, command, params, timeout=timeout)
 
     def mount(self) -> None:
         if not self.mounted():

@@ -21,6 +21,7 @@ from ....system import daemon_environment, installer, probes, supervisor
 from .. import tracking, writers
 from ..backend import Progress
 from ..config import DriveConfig
+from ..records import MountRecord
 from .binary import binary
 from .rc import drive_dir, htpasswd, rc_call
 from .remote import local_path, remote_and_config
@@ -45,7 +46,7 @@ def cache_dir() -> Path:
 def service(mountpoint: str) -> Optional[supervisor.Service]:
     """The supervised rclone mount of ``mountpoint``, or None."""
     svc = supervisor.adopt(MOUNT_SERVICE)
-    if svc is None or svc.info.get("mountpoint") != mountpoint:
+    if svc is None or MountRecord.of(svc).mountpoint != mountpoint:
         return None
     return svc
 
@@ -102,8 +103,7 @@ def start(config: DriveConfig, label: str, progress: Optional[Progress] = None) 
         env={**_fuse2_path(), **GO_RUNTIME},
         restart=True,
         stop_timeout=20.0,
-        info={"group": "drive", "address": f"127.0.0.1:{port}", "rc_port": port,
-              "mountpoint": mp, "remote": label},
+        info=MountRecord(rc_port=port, mountpoint=mp, remote=label).to_info(),
     )
 
     def ready() -> bool:
