@@ -89,6 +89,13 @@ def _empty(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
+def _settled(folder: Path) -> None:
+    """Empty ``folder`` and write out what earlier runs left in the page cache, so neither way pays for the
+    other's 1 GiB still being written back to disk while it downloads."""
+    _empty(folder)
+    os.sync()
+
+
 def _start_daemon(ctx: Context, folder: Path) -> None:
     from colabmagic.system import probes
 
@@ -113,19 +120,20 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
                 url = server.url("payload.bin")
 
                 def ours() -> float:
-                    _empty(ours_dir)
+                    _settled(ours_dir)
                     took = timed(lambda: ctx.cell(f"%aria2 add {url} --dir {ours_dir} --wait"))
                     _check(ours_dir / "payload.bin", size)
                     return took
 
                 def theirs() -> float:
-                    _empty(theirs_dir)
+                    _settled(theirs_dir)
                     took = timed(lambda: run_quiet(["aria2c", "--no-conf=true", f"--dir={theirs_dir}",
                                                     "--console-log-level=warn", "--summary-interval=0", "--", url]))
                     _check(theirs_dir / "payload.bin", size)
                     return took
 
-                mine, recipe = measure(ctx.runs, ours, theirs)
+                # At least 5 runs: a 2 s download varies by a quarter from run to run here.
+                mine, recipe = measure(max(ctx.runs, 5), ours, theirs)
                 results.append(Result(row="aria2, HTTP", what=f"{size / (1 << 30):.2f} GiB from a local HTTP server",
                                       ours=mine, theirs=recipe, ours_label="`%aria2 add --wait` (daemon running)",
                                       theirs_label="`aria2c URL`"))
@@ -173,20 +181,20 @@ def _torrent(ctx: Context, payload: Path, ours_dir: Path, theirs_dir: Path) -> L
     size = payload.stat().st_size
     try:
         def ours() -> float:
-            _empty(ours_dir)
+            _settled(ours_dir)
             took = timed(lambda: ctx.cell(f'%aria2 add "{swarm.magnet}" --dir {ours_dir} --wait'))
             _check(ours_dir / payload.name, size)
             return took
 
         def theirs() -> float:
-            _empty(theirs_dir)
+            _settled(theirs_dir)
             took = timed(lambda: run_quiet(["/usr/bin/python3", "-c", LIBTORRENT, swarm.magnet, str(theirs_dir)],
                                            timeout=2000))
             _check(theirs_dir / payload.name, size)
             return took
 
         def aria2c_alone() -> float:
-            _empty(theirs_dir)
+            _settled(theirs_dir)
             # aria2c as a user would run it by hand, with the swarm's tracker from the magnet and, as in
             # the daemon under COLABMAGIC_OFFLINE, no DHT, LPD or peer exchange (loopback only).
             took = timed(lambda: run_quiet(["aria2c", "--no-conf=true", f"--dir={theirs_dir}", "--seed-time=0",
