@@ -3,7 +3,7 @@ remote through rclone's upload queue, the mount staying up, and verify it on the
 ``rclone copy`` plus ``rclone check`` by hand, both with the same rclone (the one colabmagic brings).
 
 Both start from the same point: the file is written (on the mount for
-colabmagic, on local disk for the recipe) before the clock starts; the clock
+colabmagic, on local disk for the recipe) and written out to disk (``sync``) before the clock starts; the clock
 stops when the remote holds it and it is verified. The mount uses a long
 write-back delay, like Colab's DriveFS, so nothing was uploaded before the
 sync. Also timed: a no-change ``%drive_sync`` against ``rclone check``.
@@ -56,6 +56,9 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
             counter[0] += 1
             name = f"big-{counter[0]}.bin"
             _write(mountpoint / name, size)
+            os.sync()  # what earlier rows and runs wrote is on disk before the clock starts, for both ways
+            if (remote / name).exists():
+                raise RuntimeError(f"{name} reached the remote before the sync was timed")
             report = None
 
             def sync() -> None:
@@ -73,6 +76,7 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
             counter[0] += 1
             name = f"big-{counter[0]}.bin"
             _write(src / name, size)
+            os.sync()
             took = timed(lambda: (run_quiet([rclone, "copy", "--", str(src), str(dst)]),
                                   run_quiet([rclone, "check", "--", str(src), str(dst)])))
             if (dst / name).stat().st_size != size:
@@ -81,7 +85,8 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
             (dst / name).unlink()
             return took
 
-        mine, recipe = measure(ctx.runs, ours, theirs)
+        # At least 5 runs: a few seconds of disk and CPU work varies by a fifth from run to run here.
+        mine, recipe = measure(max(ctx.runs, 5), ours, theirs)
         results.append(Result(row="Drive: flush + verify", what=f"{size / (1 << 30):.2f} GiB, rclone local-folder remote",
                               ours=mine, theirs=recipe, ours_label="`%drive_sync` (mount stays up)",
                               theirs_label="`rclone copy` + `rclone check`"))
