@@ -267,7 +267,7 @@ class Service:
         """Add facts (a public address, say) to the record; readers see them at once."""
         rec = self.record()
         rec.setdefault("spec", {}).setdefault("info", {}).update(facts)
-        paths.write_file(self.record_path, json.dumps(rec, indent=1, sort_keys=True), durable=False)
+        _save_record(self.record_path, rec)
 
     @property
     def keeper(self) -> Optional[ProcessIdentity]:
@@ -494,7 +494,7 @@ class Launch:
             if keeper is not None:
                 rec = service.record()
                 rec["keeper"] = keeper.to_dict()
-                paths.write_file(service.record_path, json.dumps(rec, indent=1, sort_keys=True), durable=False)
+                _save_record(service.record_path, rec)
         deadline = time.monotonic() + timeout
         pause = 0.005  # short at first (most daemons answer within a few hundred ms), then 10 ms
         while True:
@@ -593,8 +593,13 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
     }
     keeper = _hand_over(service, keeper_spec)
     record["keeper"] = keeper.to_dict() if keeper else None
-    paths.write_file(service.record_path, json.dumps(record, indent=1, sort_keys=True), durable=False)
+    _save_record(service.record_path, record)
     return Launch(service, ready, started=True)
+
+
+def _save_record(path: Path, record: Dict[str, Any]) -> None:
+    """A service's record, as JSON. Written afresh by every start, so not fsynced (see paths.write_file)."""
+    paths.write_file(path, json.dumps(record, indent=1, sort_keys=True), durable=False)
 
 
 def _safe(probe: Callable[[], bool]) -> bool:
