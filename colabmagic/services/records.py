@@ -9,14 +9,20 @@ with the service (sshd.py's ``SshdRecord``, aria2/daemon.py's ``Aria2Record``,
 plain dict for the ``ServiceSpec``; ``of(service)`` and ``from_info()`` read
 it back. A key an older version did not write, or a value of the wrong type,
 reads as the field's default, so a record written by the previous version
-still reads. ``Listing`` is the part every record shares, for the views across
-services (``%colabmagic status``, ``%colabmagic stop GROUP``).
+still reads. Two field markers change how a field is written: ``flattened``
+(a small dataclass written as prefixed flat keys, as a tunnel's public
+address is ``public_host``/``public_port``/``public_url``) and
+``left_out_when_empty`` (written only when it has a value, so a key someone
+else put in the same dict stays). ``Listing`` is the part every record
+shares, for the views across services (``%colabmagic status``,
+``%colabmagic stop GROUP``).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Type, TypeVar, Union
 
 if TYPE_CHECKING:
@@ -24,6 +30,25 @@ if TYPE_CHECKING:
 
 R = TypeVar("R", bound="Record")
 _INVALID = object()  # a recorded value that does not fit its field: the default is read instead
+_FLATTENED = "colabmagic.records.flattened"  # field metadata: the prefix of its flat keys
+_LEFT_OUT_WHEN_EMPTY = "colabmagic.records.left_out_when_empty"  # field metadata
+
+
+def flattened(prefix: str, default_factory: collections.abc.Callable[[], Any]) -> Any:
+    """A field holding a small dataclass, written as one flat key per field: ``prefix`` + its name.
+
+    (``address: PublicAddress = flattened("public_", PublicAddress)`` is written as public_host,
+    public_port, public_url, the keys ``Listing`` reads.) Each key reads as the nested field's own
+    default when missing or of the wrong type."""
+    return field(default_factory=default_factory, metadata={_FLATTENED: prefix})
+
+
+def left_out_when_empty(default: Any = None) -> Any:
+    """A field written only when it has a value (not None, "", or an empty container).
+
+    Writing the record then never puts a null over a key that someone else wrote into the same
+    dict (a tunnel provider's ``relay``), and a record without it writes the dict it always did."""
+    return field(default=default, metadata={_LEFT_OUT_WHEN_EMPTY: True})
 
 
 @dataclass(frozen=True)
@@ -46,20 +71,14 @@ class Record:
         """The plain JSON dict for ``ServiceSpec.info``, with the keys shared by every record first."""
         shared = {"group": self.GROUP, "kind": self.KIND, "address": self.listed_address()}
         info: Dict[str, Any] = {key: value for key, value in shared.items() if value}
-        info.update((f.name, _plain(getattr(self, f.name))) for f in fields(self))
+        for f in fields(self):
+            info.update(_written(f, getattr(self, f.name)))
         return info
 
     @classmethod
     def from_info(cls: Type[R], info: Mapping[str, Any]) -> R:
         """The record in ``info``; a missing key or a value of the wrong type reads as the default."""
-        hints = _hints(cls)
-        values: Dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in info:
-                value = _coerce(info[f.name], hints[f.name])
-                if value is not _INVALID:
-                    values[f.name] = value
-        return cls(**values)
+        return cls(**_read(cls, info))
 
     @classmethod
     def of(cls: Type[R], service: supervisor.Service) -> R:
@@ -96,6 +115,36 @@ def _hints(cls: type) -> Dict[str, Any]:
     return _HINTS[cls]
 
 
+def _written(f: Field, value: Any) -> Dict[str, Any]:
+    """The keys and plain values field ``f`` holding ``value`` writes (see the field markers)."""
+    prefix = f.metadata.get(_FLATTENED)
+    if prefix is not None:
+        return {prefix + sub.name: _plain(getattr(value, sub.name)) for sub in fields(value)}
+    if f.metadata.get(_LEFT_OUT_WHEN_EMPTY) and _empty(value):
+        return {}
+    return {f.name: _plain(value)}
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, tuple, list, Mapping)) and not value)
+
+
+def _read(cls: type, info: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """The fields of dataclass ``cls`` found in ``info`` (each under ``prefix`` + its name) that fit
+    their types, as keyword arguments for ``cls``; a flattened field is built from its own keys."""
+    hints = _hints(cls)
+    values: Dict[str, Any] = {}
+    for f in fields(cls):
+        nested = f.metadata.get(_FLATTENED)
+        if nested is not None:
+            values[f.name] = hints[f.name](**_read(hints[f.name], info, prefix + nested))
+        elif prefix + f.name in info:
+            value = _coerce(info[prefix + f.name], hints[f.name])
+            if value is not _INVALID:
+                values[f.name] = value
+    return values
+
+
 def _plain(value: Any) -> Any:
     """A field's value as JSON has it (a tuple as a list, a mapping as a dict)."""
     if isinstance(value, (tuple, list)):
@@ -117,6 +166,13 @@ def _coerce(value: Any, hint: Any) -> Any:
                 if found is not _INVALID:
                     return found
         return _INVALID
+    if origin in (dict, collections.abc.Mapping):  # Dict[str, X], Mapping[str, X]: a JSON object
+        if not isinstance(value, Mapping):
+            return _INVALID
+        item = args[1] if len(args) == 2 else Any
+        entries = {k: _coerce(v, item) for k, v in value.items() if isinstance(k, str)}
+        bad = len(entries) < len(value) or any(v is _INVALID for v in entries.values())
+        return _INVALID if bad else entries
     if origin is tuple:  # Tuple[X, ...]
         if not isinstance(value, (list, tuple)):
             return _INVALID

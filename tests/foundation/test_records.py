@@ -10,6 +10,7 @@ fingerprint is the same, so the daemon is reused and not restarted.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Dict, List, Tuple, Type
 
 import pytest
@@ -95,7 +96,7 @@ def test_an_upgrade_keeps_these_daemons_running(record: Record, previous: Dict[s
 def test_a_missing_key_or_a_wrong_value_reads_as_the_default() -> None:
     for cls in (SshdRecord, JupyterRecord, Aria2Record, MountRecord, BackgroundRecord, XServerRecord,
                 SessionRecord, WebRecord, Exposure, StageRecord, Listing, QuickFacts, NamedFacts, NgrokFacts,
-                FrpFacts):
+                FrpFacts, TunnelRecord):
         assert cls.from_info({}) == cls()
     older = dict(ARIA2)
     del older["bittorrent"], older["offline"]  # an older version wrote neither
@@ -130,9 +131,114 @@ def test_clearing_an_exposure_writes_nulls_over_the_old_one() -> None:
 
 def test_the_status_table_reads_a_tunnel_record_public_address() -> None:
     config = TunnelConfig(name="web", local_port=8000, proto="http")
-    record = TunnelRecord.of(config, "cloudflared").with_address(
+    record = TunnelRecord.for_config(config, "cloudflared").with_address(
         PublicAddress("a.trycloudflare.com", 443, "https://a.trycloudflare.com"), agent_pid=10)
     assert Listing.from_info(record.to_info()).public() == "https://a.trycloudflare.com"
-    tcp = TunnelRecord.of(config, "frp").with_address(PublicAddress("relay.example", 7001), agent_pid=11)
+    tcp = TunnelRecord.for_config(config, "frp").with_address(PublicAddress("relay.example", 7001), agent_pid=11)
     listing = Listing.from_info(tcp.to_info())
     assert (listing.public(), listing.address, listing.group) == ("relay.example:7001", "127.0.0.1:8000", "tunnel")
+
+
+# Tunnel records, literally as the previous TunnelRecord.to_info (hand-written, main at f4ead65) wrote
+# them. A plain tunnel once its public address is known:
+TUNNEL = {"kind": "tunnel", "group": "tunnel", "tunnel": "web", "provider": "cloudflared", "local_port": 8000,
+          "proto": "http", "options": {}, "binary": None, "address": "127.0.0.1:8000",
+          "public_host": "a.trycloudflare.com", "public_port": 443, "public_url": "https://a.trycloudflare.com",
+          "agent_pid": 4242, "stop_with": []}
+# %tunnel ssh --via ssh --relay ...: ssh_access completed after the launch (add_facts), relay and
+# relay_login_key written by the ssh provider's own spec, the address read from the agent's log.
+SSH_ACCESS = {"user": "root", "host_alias": "colabmagic", "folder": "/content", "host_key_alias": "colabmagic-ab12",
+              "known_hosts_line": "colabmagic-ab12 ssh-ed25519 AAAAC3Nza", "fingerprint": "SHA256:abc"}
+SSH_TUNNEL = {"kind": "tunnel", "group": "tunnel", "tunnel": "ssh", "provider": "ssh", "local_port": 2222,
+              "proto": "tcp", "options": {"relay": "u@relay.example:22", "relay_host_key": "ssh-ed25519 AAAAhost"},
+              "binary": "/usr/bin/ssh", "address": "127.0.0.1:2222", "public_host": "relay.example",
+              "public_port": 41022, "public_url": None, "agent_pid": 5151, "stop_with": [],
+              "ssh_access": SSH_ACCESS, "relay": "u@relay.example:22",
+              "relay_login_key": "ssh-ed25519 AAAAkey colabmagic-relay"}
+# What the previous launch() put in the ServiceSpec (so in the agent's fingerprint) for that ssh tunnel:
+# the provider's spec.info, then the record of the config, with the first facts of ssh_access.
+SSH_LAUNCH = {"relay": "u@relay.example:22", "relay_login_key": "ssh-ed25519 AAAAkey colabmagic-relay",
+              "kind": "tunnel", "group": "tunnel", "tunnel": "ssh", "provider": "ssh", "local_port": 2222,
+              "proto": "tcp", "options": {"relay": "u@relay.example:22", "relay_host_key": "ssh-ed25519 AAAAhost"},
+              "binary": "/usr/bin/ssh", "address": "127.0.0.1:2222", "public_host": None, "public_port": None,
+              "public_url": None, "agent_pid": None, "stop_with": [],
+              "ssh_access": {"user": "root", "host_alias": "colabmagic", "folder": "/content"}}
+
+
+def test_a_tunnel_record_the_previous_version_wrote_reads_and_writes_back_the_same() -> None:
+    web = TunnelRecord.read(json.loads(json.dumps(TUNNEL)), "web")
+    assert web == TunnelRecord(tunnel="web", provider="cloudflared", local_port=8000, proto="http",
+                               address=PublicAddress("a.trycloudflare.com", 443, "https://a.trycloudflare.com"),
+                               agent_pid=4242)
+    assert web.to_info() == TUNNEL
+    ssh = TunnelRecord.read(json.loads(json.dumps(SSH_TUNNEL)), "ssh")
+    assert ssh == TunnelRecord(tunnel="ssh", provider="ssh", local_port=2222, proto="tcp",
+                               options={"relay": "u@relay.example:22", "relay_host_key": "ssh-ed25519 AAAAhost"},
+                               binary="/usr/bin/ssh", ssh_access=SSH_ACCESS,
+                               address=PublicAddress("relay.example", 41022, None), agent_pid=5151,
+                               relay="u@relay.example:22", relay_login_key="ssh-ed25519 AAAAkey colabmagic-relay")
+    assert ssh.to_info() == SSH_TUNNEL
+    assert ssh.config() == TunnelConfig(name="ssh", local_port=2222, proto="tcp", options=ssh.options,
+                                        binary="/usr/bin/ssh", end_to_end=True)
+    # The keys the status table and stop-by-group read, as before.
+    listing = Listing.from_info(ssh.to_info())
+    assert (listing.group, listing.kind, listing.address, listing.public()) == (
+        "tunnel", "tunnel", "127.0.0.1:2222", "relay.example:41022")
+
+
+def test_a_tunnel_launched_by_the_previous_version_keeps_its_fingerprint() -> None:
+    """launch() writes the dict it wrote before: a running agent is reused after an upgrade, not restarted."""
+    config = TunnelConfig(name="ssh", local_port=2222, proto="tcp", binary="/usr/bin/ssh", end_to_end=True,
+                          options={"relay": "u@relay.example:22", "relay_host_key": "ssh-ed25519 AAAAhost"})
+    provider_info = {"relay": "u@relay.example:22", "relay_login_key": "ssh-ed25519 AAAAkey colabmagic-relay"}
+    info = dict(provider_info)
+    info.update(TunnelRecord.for_config(config, "ssh", ssh_access={"user": "root", "host_alias": "colabmagic",
+                                                                   "folder": "/content"}).to_info())
+    assert info == SSH_LAUNCH
+    plain = TunnelRecord.for_config(TunnelConfig(name="web", local_port=8000, proto="http"), "cloudflared")
+    assert plain.to_info() == {**TUNNEL, "public_host": None, "public_port": None, "public_url": None,
+                               "agent_pid": None}
+    assert "ssh_access" not in plain.to_info() and "relay" not in plain.to_info()
+
+
+@pytest.mark.parametrize("facts", [
+    QuickFacts(metrics_port=41000),
+    NamedFacts(metrics_port=41000, named_hostname="app.example.com", tunnel_id="t-1", token_digest="d" * 16),
+    NgrokFacts(web_port=4040, config_file="/h/tunnels/web.ngrok.yml", config_digest="e" * 16),
+    FrpFacts(admin_port=7400, config_file="/h/tunnels/web.frpc.toml", config_digest="f" * 16),
+], ids=["cloudflared-quick", "cloudflared-named", "ngrok", "frp"])
+def test_a_provider_facts_survive_the_tunnel_record_writes(facts: Record) -> None:
+    """The provider's facts and the TunnelRecord share one dict: launch() lays the record over the
+    provider's spec.info, and each later write (the address, add_facts) merges the record's keys in
+    (Service.update_info). No key of one is a key of the other, so neither write loses the facts."""
+    assert not set(facts.to_info()) & set(TUNNEL)
+    config = TunnelConfig(name="web", local_port=8000, proto="http")
+    info = dict(facts.to_info())
+    info.update(TunnelRecord.for_config(config, "cloudflared").to_info())  # launch()
+    record = TunnelRecord.read(info, "web")
+    assert record is not None
+    info.update(record.with_address(PublicAddress("a.example", 443, "https://a.example"), 77).to_info())
+    info.update(replace(_tunnel(info), stop_with=("jupyter",)).to_info())  # add_facts
+    assert type(facts).from_info(info) == facts
+    assert _tunnel(info) == replace(record, address=PublicAddress("a.example", 443, "https://a.example"),
+                                              agent_pid=77, stop_with=("jupyter",))
+
+
+def test_a_tunnel_record_with_a_wrong_value_reads_the_default_and_another_kind_reads_none() -> None:
+    assert TunnelRecord.read(SSHD) is None and TunnelRecord.read({}) is None
+    assert TunnelRecord.read({**TUNNEL, "kind": "drive-background"}) is None
+    assert TunnelRecord.read({"kind": "tunnel"}, "web") == TunnelRecord(tunnel="web")
+    assert TunnelRecord.read({**TUNNEL, "tunnel": ""}, "named") == replace(_tunnel(TUNNEL), tunnel="named")
+    odd = TunnelRecord.read({**SSH_TUNNEL, "local_port": "2223", "provider": 7, "options": ["relay"],
+                             "binary": 1, "ssh_access": "root", "stop_with": "jupyter", "public_host": 5,
+                             "public_port": "x", "public_url": ["u"], "agent_pid": True, "relay": {},
+                             "relay_login_key": 0})
+    assert odd == TunnelRecord(tunnel="ssh", local_port=2223, proto="tcp")
+    # one bad entry spoils the mapping: ssh_access is None (a plain tunnel), not half a login
+    assert _tunnel({**SSH_TUNNEL, "ssh_access": {**SSH_ACCESS, "user": None}}).ssh_access is None
+
+
+def _tunnel(info: Dict[str, Any]) -> TunnelRecord:
+    record = TunnelRecord.read(info)
+    assert record is not None
+    return record

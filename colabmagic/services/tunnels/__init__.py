@@ -84,11 +84,11 @@ def service_name(name: str) -> str:
 
 def record_of(service: supervisor.Service) -> Optional[TunnelRecord]:
     """The typed tunnel record of ``service``, None if it is not a tunnel."""
-    return TunnelRecord.from_info(service.info, service.name[len(SERVICE_PREFIX):])
+    return TunnelRecord.read(service.info, service.name[len(SERVICE_PREFIX):])
 
 
 def _tunnel(service: supervisor.Service, record: Optional[TunnelRecord] = None) -> Tunnel:
-    record = record or record_of(service) or TunnelRecord(service.name[len(SERVICE_PREFIX):], "", 0)
+    record = record or record_of(service) or TunnelRecord(tunnel=service.name[len(SERVICE_PREFIX):])
     status = service.status
     try:
         status = provider(record.provider).health(service)
@@ -140,7 +140,7 @@ def public_address(service: supervisor.Service) -> str:
 def _record_address(service: supervisor.Service, address: PublicAddress) -> None:
     record = record_of(service)
     if record is not None:
-        service.update_info(**record.with_address(address, service.pid).to_info())
+        record.with_address(address, service.pid).save(service)
 
 
 def start(
@@ -189,7 +189,7 @@ class TunnelLaunch:
         service = self.started.service
         record = record_of(service)
         if record is not None:
-            service.update_info(**replace(record, **facts).to_info())
+            replace(record, **facts).save(service)
 
     def abort(self) -> None:
         self.started.abort()
@@ -203,7 +203,7 @@ def launch(config: TunnelConfig, via: str, facts: Optional[Dict[str, Any]] = Non
     prov = check(config, via)
     agent = prov.spec(config)
     info = dict(agent.info)  # the provider's own facts (its API port, config file, relay)
-    info.update(TunnelRecord.of(config, via, **(facts or {})).to_info())
+    info.update(TunnelRecord.for_config(config, via, **(facts or {})).to_info())
     spec = supervisor.ServiceSpec(
         name=service_name(config.name),
         argv=list(agent.argv),

@@ -16,6 +16,7 @@ from ... import display
 from ...errors import ServiceError
 from ...system import supervisor
 from .. import tunnel_registry
+from ..records import Record, flattened, left_out_when_empty
 
 
 @dataclass(frozen=True)
@@ -45,35 +46,52 @@ class PublicAddress:
 
 
 @dataclass(frozen=True)
-class TunnelRecord:
+class TunnelRecord(Record):
     """What a tunnel's supervisor record says (``Service.info``), typed; it writes and reads itself.
 
-    Written at launch (``to_info``), completed with the public address once the agent
-    has one, and read back by every later call and kernel (``from_info``). A provider
-    may add facts of its own to the same record (its agent's API port, config file);
-    those stay the provider's to read.
+    Written at launch (``for_config(...).to_info()``), completed with the public address once
+    the agent has one, and read back by every later call and kernel (``read``). A provider
+    adds facts of its own to the same dict (its agent's API port, config file: the ``*Facts``
+    records beside its module); they survive because this record's keys never overlap them
+    and a later write merges (``save``, ``Service.update_info``). The ssh provider writes
+    ``relay`` and ``relay_login_key`` itself: left out here while empty, so the record written
+    at launch (which has neither) keeps them.
     """
 
     KIND = "tunnel"
     GROUP = "tunnel"
 
-    tunnel: str  # the tunnel's name
-    provider: str
-    local_port: int
+    tunnel: str = ""  # the tunnel's name
+    provider: str = ""
+    local_port: int = 0
     proto: str = "tcp"
     options: Mapping[str, Any] = field(default_factory=dict)
     binary: Optional[str] = None
-    ssh_access: Optional[Mapping[str, str]] = None  # %tunnel ssh: how clients log in (see SshAccess)
+    # %tunnel ssh: how clients log in (see SshAccess); a plain tunnel's record has no such key
+    ssh_access: Optional[Mapping[str, str]] = left_out_when_empty()
     stop_with: Tuple[str, ...] = ()  # services that only this tunnel used (its JupyterLab)
-    address: PublicAddress = field(default_factory=PublicAddress)
+    # public_host, public_port, public_url: the keys the status table reads (records.Listing)
+    address: PublicAddress = flattened("public_", PublicAddress)
     agent_pid: Optional[int] = None  # the agent the address was read from (a restart changes it)
-    relay: Optional[str] = None  # ssh provider: user@host:port
-    relay_login_key: Optional[str] = None  # ssh provider: colabmagic's public key for the relay
+    relay: Optional[str] = left_out_when_empty()  # ssh provider: user@host:port
+    relay_login_key: Optional[str] = left_out_when_empty()  # ssh provider: colabmagic's public key for the relay
 
     @classmethod
-    def of(cls, config: TunnelConfig, provider: str, **facts: Any) -> TunnelRecord:
+    def for_config(cls, config: TunnelConfig, provider: str, **facts: Any) -> TunnelRecord:
+        """The record a tunnel is launched with; ``facts`` are further fields (ssh_access, stop_with)."""
         return cls(tunnel=config.name, provider=provider, local_port=config.local_port, proto=config.proto,
                    options=dict(config.options), binary=config.binary, **facts)
+
+    @classmethod
+    def read(cls, info: Mapping[str, Any], name: str = "") -> Optional[TunnelRecord]:
+        """The record in ``info``, or None when it is not a tunnel's; ``name`` if it names none."""
+        if info.get("kind") != cls.KIND:
+            return None
+        record = cls.from_info(info)
+        return record if record.tunnel else replace(record, tunnel=name)
+
+    def loopback_port(self) -> int:
+        return self.local_port
 
     def config(self) -> TunnelConfig:
         return TunnelConfig(name=self.tunnel, local_port=self.local_port, proto=self.proto,
@@ -82,51 +100,16 @@ class TunnelRecord:
     def with_address(self, address: PublicAddress, agent_pid: Optional[int]) -> TunnelRecord:
         return replace(self, address=address, agent_pid=agent_pid)
 
-    def to_info(self) -> Dict[str, Any]:
-        info: Dict[str, Any] = {
-            "kind": self.KIND, "group": self.GROUP, "tunnel": self.tunnel, "provider": self.provider,
-            "local_port": self.local_port, "proto": self.proto, "options": dict(self.options),
-            "binary": self.binary, "address": f"127.0.0.1:{self.local_port}",
-            "public_host": self.address.host, "public_port": self.address.port, "public_url": self.address.url,
-            "agent_pid": self.agent_pid, "stop_with": list(self.stop_with),
-        }
-        optional = {"ssh_access": dict(self.ssh_access) if self.ssh_access else None, "relay": self.relay,
-                    "relay_login_key": self.relay_login_key}
-        info.update({k: v for k, v in optional.items() if v})
-        return info
-
-    @classmethod
-    def from_info(cls, info: Mapping[str, Any], name: str = "") -> Optional[TunnelRecord]:
-        """The record in ``info``, or None when it is not a tunnel's."""
-        if info.get("kind") != cls.KIND:
-            return None
-        access = info.get("ssh_access")
-        port = info.get("public_port")
-        return cls(
-            tunnel=str(info.get("tunnel") or name),
-            provider=str(info.get("provider", "")),
-            local_port=int(info.get("local_port", 0)),
-            proto=str(info.get("proto", "tcp")),
-            options=dict(info.get("options") or {}),
-            binary=info.get("binary"),
-            ssh_access={str(k): str(v) for k, v in access.items()} if isinstance(access, dict) else None,
-            stop_with=tuple(str(s) for s in info.get("stop_with") or ()),
-            address=PublicAddress(info.get("public_host"), int(port) if port else None, info.get("public_url")),
-            agent_pid=info.get("agent_pid"),
-            relay=info.get("relay"),
-            relay_login_key=info.get("relay_login_key"),
-        )
-
 
 def recorded_config(service: supervisor.Service) -> TunnelConfig:
     """The TunnelConfig a tunnel's agent was started with, read back from its record."""
-    record = TunnelRecord.from_info(service.info, service.name)
+    record = TunnelRecord.read(service.info, service.name)
     return record.config() if record is not None else TunnelConfig(name=service.name, local_port=0)
 
 
 def has_address(service: supervisor.Service) -> bool:
     """True when the tunnel's record has a public address (from an earlier start)."""
-    record = TunnelRecord.from_info(service.info, service.name)
+    record = TunnelRecord.read(service.info, service.name)
     return bool(record is not None and record.address.shown())
 
 
