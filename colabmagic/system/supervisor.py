@@ -55,6 +55,9 @@ class ServiceSpec:
     backoff_max: float = 10.0
     stop_timeout: float = 10.0
     info: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds between the keeper's looks at what the daemon wrote, to start its disk writes then
+    # (keeper.write_behind); 0 for none. How it is supervised, like stop_timeout: not in the fingerprint.
+    write_behind: float = 0.0
 
     def fingerprint(self) -> Dict[str, Any]:
         """What decides whether a running service can be reused as-is."""
@@ -305,6 +308,13 @@ class Service:
 
     def exists(self) -> bool:
         return self.record_path.exists()
+
+    def writing_soon(self) -> None:
+        """Tell the keeper the daemon is about to write (a download queued), so that its write-behind
+        (``ServiceSpec.write_behind``) follows from the start rather than at its next idle look."""
+        keeper = self.keeper
+        if keeper is not None:
+            _nudge(keeper)
 
     # --- health ------------------------------------------------------------
     def keeper_alive(self) -> bool:
@@ -569,6 +579,7 @@ def launch(spec: ServiceSpec, ready: Optional[Callable[[], bool]] = None, reuse:
         "restart": spec.restart,
         "backoff_max": spec.backoff_max,
         "stop_timeout": spec.stop_timeout,
+        "write_behind": spec.write_behind,
         "log": str(log),
     }
     for path in (service.run_path, service.spec_path):
