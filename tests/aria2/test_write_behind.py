@@ -10,56 +10,22 @@ keeper alone; left to the kernel, none of it would be written for 30 s.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 from support.aria2_helpers import sha256, wait_until
+from support.pagecache import cachestat_works, unwritten
 
 from colabmagic.services import aria2 as service
 from colabmagic.system import probes
 
-SYS_CACHESTAT = 451  # the same number on x86_64 and arm64 (the generic table), Linux 6.5+
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-class _Range(ctypes.Structure):
-    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
-
-
-class _Stat(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in
-                ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def unwritten(path: Path) -> Optional[int]:
-    """Bytes of ``path`` in the page cache not yet on disk (dirty or being written), or None (no cachestat)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        stat = _Stat()
-        if _libc.syscall(SYS_CACHESTAT, fd, ctypes.byref(_Range(0, 0)), ctypes.byref(stat), 0) != 0:
-            return None
-        return (stat.nr_dirty + stat.nr_writeback) * PAGE
-    finally:
-        os.close(fd)
-
-
-def _cachestat_works(tmp_path: Path) -> bool:
-    probe = tmp_path / "probe"
-    probe.write_bytes(b"x")
-    return unwritten(probe) is not None
-
 
 def test_a_download_is_on_disk_as_it_arrives(serve: Any, payloads: Any, dl_dir: Path, tmp_path: Path) -> None:
-    if not _cachestat_works(tmp_path):
-        pytest.skip("cachestat(2) needs Linux 6.5 or later")
+    if not cachestat_works(tmp_path):
+        pytest.skip("needs cachestat(2) (Linux 6.5 or later) and a disk file system under the test folder")
     _, digest, size = payloads["big.bin"]
     rate = 3_000_000
     server = serve(rate=rate)  # 12 MB at 3 MB/s: about 4 s
