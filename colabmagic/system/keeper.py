@@ -375,7 +375,9 @@ class Keeper:
                     written = write_behind(svc.pid, self.libc, svc.written)
                     # Every write_behind seconds while the daemon writes; WRITE_BEHIND_IDLE once it stopped
                     # (a kernel that queues a download says so with SIGUSR1, and the next look is at once).
-                    every = float(svc.spec["write_behind"]) if written != svc.written else WRITE_BEHIND_IDLE
+                    # (Where /proc/PID/io cannot be read, written is -1: every look is a full one.)
+                    wrote = written < 0 or written != svc.written
+                    every = float(svc.spec["write_behind"]) if wrote else WRITE_BEHIND_IDLE
                     svc.written, svc.write_behind_at = written, now + every
                 due.append(svc.write_behind_at)
             if svc.restart_at is not None:
