@@ -480,8 +480,7 @@ def write_behind(pid: int, libc: Any, since: int) -> int:
     Nothing waits and nothing leaves the page cache: sync_file_range(SYNC_FILE_RANGE_WRITE) only hands
     the dirty pages to the disk now rather than when the kernel would (30 s later, or once a tenth of
     RAM is dirty). So when aria2 fsyncs a download (at each control-file save and when it completes),
-    little is left to write. Measured on this project's test machine (ext4, 2 CPUs), 1 GiB from a
-    loopback HTTP server: ``aria2c URL`` 1.86 s, with this every 0.2 s 1.46 s (medians of 8).
+    little is left to write (the "aria2, HTTP" benchmark row measures what that is worth).
 
     A look costs one read of /proc/PID/io when the daemon wrote nothing since ``since``; otherwise its
     descriptors are listed and each regular file of at least WRITE_BEHIND_MIN bytes open for writing
