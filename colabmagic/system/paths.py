@@ -30,6 +30,8 @@ def home() -> Path:
         path = Path("/var/lib/colabmagic")
     else:
         path = Path.home() / ".local" / "state" / "colabmagic"
+    if _ours_0700(path):  # the common case, checked afresh on every call: one lstat
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         path.mkdir(mode=0o700)
@@ -38,6 +40,15 @@ def home() -> Path:
     check_home(path)
     os.chmod(path, 0o700)
     return path
+
+
+def _ours_0700(path: Path) -> bool:
+    """True when ``path`` is a real folder (not a symlink) of this user with mode 0700 exactly."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o700
 
 
 def check_home(path: Path) -> None:
@@ -66,6 +77,8 @@ def check_home(path: Path) -> None:
 def subdir(name: str) -> Path:
     """A folder below home (created 0700), e.g. ``subdir("logs")``."""
     path = home() / name
+    if _ours_0700(path):
+        return path
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     return path

@@ -264,10 +264,23 @@ class Aria2:
         return _secret()
 
     def _call(self, method: str, *params: Any) -> Any:
+        return self._rpc(method, lambda: self.client.call(method, list(params)))
+
+    def _calls(self, *calls: Tuple[str, List[Any]]) -> List[Any]:
+        """Several calls in one round trip (aria2's ``system.multicall``): their results, in order."""
+        answers = self._rpc(calls[0][0], lambda: self.client.multicall2(list(calls)))
+        results = []
+        for (method, _), answer in zip(calls, answers):
+            if isinstance(answer, dict):  # {"faultCode": ..., "faultString": ...}
+                raise DownloadError(f"aria2 refused {method.split('.')[-1]}: {answer.get('faultString', answer)}")
+            results.append(answer[0])
+        return results
+
+    def _rpc(self, method: str, call: Callable[[], Any]) -> Any:
         import aria2p
 
         try:
-            return self.client.call(method, list(params))
+            return call()
         except aria2p.ClientException as exc:
             raise DownloadError(f"aria2 refused {method.split('.')[-1]}: {exc.message}") from None
         except OSError as exc:
@@ -355,16 +368,16 @@ class Aria2:
 
     def downloads(self) -> List[Download]:
         """Active, then waiting/paused, then finished downloads (newest 100)."""
-        found = list(self._call("aria2.tellActive", dl.STATUS_KEYS))
-        found += self._call("aria2.tellWaiting", 0, 1000, dl.STATUS_KEYS)
-        found += self._call("aria2.tellStopped", 0, 100, dl.STATUS_KEYS)
-        return [dl.from_status(s) for s in found]
+        active, waiting, stopped = self._calls(("aria2.tellActive", [dl.STATUS_KEYS]),
+                                               ("aria2.tellWaiting", [0, 1000, dl.STATUS_KEYS]),
+                                               ("aria2.tellStopped", [0, 100, dl.STATUS_KEYS]))
+        return [dl.from_status(s) for s in [*active, *waiting, *stopped]]
 
     def pending(self) -> List[Download]:
         """Downloads not finished yet (active, waiting, paused)."""
-        found = list(self._call("aria2.tellActive", dl.STATUS_KEYS))
-        found += self._call("aria2.tellWaiting", 0, 1000, dl.STATUS_KEYS)
-        return [dl.from_status(s) for s in found]
+        active, waiting = self._calls(("aria2.tellActive", [dl.STATUS_KEYS]),
+                                      ("aria2.tellWaiting", [0, 1000, dl.STATUS_KEYS]))
+        return [dl.from_status(s) for s in [*active, *waiting]]
 
     def status(self, gid: Optional[str] = None) -> display.Table:
         shown = [self.get(gid)] if gid else self.downloads()
