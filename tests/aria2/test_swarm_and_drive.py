@@ -29,13 +29,31 @@ def test_magnet_from_local_swarm(aip: Any, swarm: Dict[str, Any], dl_dir: Path, 
     magnet = swarm["swarm"].magnet
     assert "tr=http%3A%2F%2F127.0.0.1%3A" in magnet
     d = aip.cell(f'%aria2 add "{magnet}" --wait').value
-    assert d.status == "complete"
+    assert d.fetched and d.progress == 1.0  # complete, or whole and seeding its last moment (seed time 0)
     assert d.path == str(dl_dir / "shared.bin")
     assert sha256(d.path) == swarm["sha256"]
     conf = (cm_home / "aria2" / "aria2.conf").read_text()
     # Offline mode: the swarm worked with every outside contact off.
     for line in ("enable-dht=false", "enable-dht6=false", "bt-enable-lpd=false", "bt-tracker=\n"):
         assert line in conf
+
+
+def test_wait_ends_when_the_torrent_is_whole_while_it_goes_on_seeding(
+    aip: Any, swarm: Dict[str, Any], dl_dir: Path
+) -> None:
+    """With a seed time, --wait returns once every piece is in and checked (as a libtorrent script's
+    is_seeding loop does), not when the seeding ends; the torrent goes on seeding in the background."""
+    target = dl_dir / "seeding"
+    magnet = swarm["swarm"].magnet
+    d = aip.cell(f'%aria2 add "{magnet}" --dir {target} --seed-time 10').value
+    daemon = service.current()
+    assert daemon is not None
+    (whole,) = daemon.wait([d], timeout=60)  # seeding goes on for 10 minutes: a wait for it would time out
+    assert whole.seeding and whole.status == "active" and whole.progress == 1.0
+    assert sha256(str(target / "shared.bin")) == swarm["sha256"]
+    listing = aip.cell("%aria2 status").value
+    assert [row[2] for row in listing.rows if row[0] == whole.gid] == ["seeding"]
+    aip.cell(f"%aria2 remove {whole.gid}")
 
 
 def test_torrent_file_from_local_swarm(aip: Any, swarm: Dict[str, Any], dl_dir: Path) -> None:

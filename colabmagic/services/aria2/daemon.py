@@ -446,6 +446,10 @@ class Aria2:
     ) -> List[Download]:
         """Block until every download is complete (and placed), raising DownloadError on a failure.
 
+        A torrent counts once every piece is in and checked: it may go on seeding (``--seed-time``) in
+        the background, as a libtorrent script's ``is_seeding`` loop ends then too; a staged torrent
+        (Drive folder) counts once its seeding ended and it was moved into place.
+
         A magnet's metadata step is followed to the download it turns into.
         The end is seen when aria2 announces it on its WebSocket RPC
         (``aria2.onDownloadComplete``, ``onDownloadError``, ...); ``interval``
@@ -483,7 +487,7 @@ class Aria2:
             total = sum(d.total for d in current)
             got = sum(d.completed for d in current)
             fraction = got / total if total else 0.0
-            finished = all(d.done for d in current)
+            finished = all(d.fetched for d in current)
             if progress is not None:
                 speed = sum(d.speed for d in current)
                 names = ", ".join(d.name for d in current)[:60]

@@ -19,7 +19,7 @@ from . import placement
 STATUS_KEYS = [
     "gid", "status", "totalLength", "completedLength", "downloadSpeed", "uploadSpeed", "dir",
     "files", "bittorrent", "errorCode", "errorMessage", "followedBy", "following", "infoHash",
-    "numSeeders", "connections",
+    "numSeeders", "connections", "seeder",
 ]
 
 
@@ -38,10 +38,18 @@ class Download:
     error: str = ""
     followed_by: Sequence[str] = ()
     staged_in: Optional[str] = None
+    seeding: bool = False  # a torrent with every piece in and checked, still "active" while it seeds
 
     @property
     def done(self) -> bool:
         return self.status == "complete"
+
+    @property
+    def fetched(self) -> bool:
+        """Every byte is in its place: complete, or a torrent that now only seeds (aria2 writes each piece
+        to the file before it counts it, ``BtPieceMessage::onNewPiece``). A staged torrent (a Drive
+        folder) is moved into place only when its seeding ends, so it counts once complete."""
+        return self.done or (self.seeding and self.staged_in is None)
 
     @property
     def failed(self) -> bool:
@@ -50,7 +58,7 @@ class Download:
     def _fields(self) -> List[Any]:
         fields: List[Any] = [
             ("gid", self.gid),
-            ("status", self.status),
+            ("status", f"{self.status} (seeding)" if self.seeding else self.status),
             ("progress", display.bar_text(self.progress)),
             ("size", display.human_bytes(self.total) if self.total else "unknown"),
             ("speed", f"{display.human_bytes(self.speed)}/s"),
@@ -126,7 +134,8 @@ def from_status(status: Dict[str, Any]) -> Download:
                 state, error = "error", record.error or "could not move into place"
             elif record is None or record.state != "placed":
                 state = "placing"
-    progress = 1.0 if state == "complete" else (done / total if total else 0.0)
+    seeding = state == "active" and status.get("seeder") == "true" and 0 < total == done
+    progress = 1.0 if state == "complete" or seeding else (done / total if total else 0.0)
     if state == "placing":
         progress = 0.999
     return Download(
@@ -139,6 +148,7 @@ def from_status(status: Dict[str, Any]) -> Download:
         total=total,
         completed=done,
         error=error,
+        seeding=seeding,
         followed_by=tuple(status.get("followedBy") or ()),
         staged_in=staged_in,
     )
@@ -149,7 +159,7 @@ def table(downloads: Sequence[Download], title: str = "aria2 downloads") -> disp
         [
             d.gid,
             d.name[:48],
-            d.status,
+            "seeding" if d.seeding else d.status,
             display.bar_text(d.progress),
             display.human_bytes(d.total) if d.total else "?",
             f"{display.human_bytes(d.speed)}/s" if d.status == "active" else "",
