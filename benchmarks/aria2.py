@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List
 
@@ -173,6 +174,20 @@ def _latency(ctx: Context) -> Result:
                   theirs_label="one JSON-RPC `aria2.tellActive`")
 
 
+def _seeding_over(gid: str, timeout: float = 60.0) -> None:
+    """Untimed, after a run: `--wait` ends when the torrent is whole, and with seed time 0 aria2 still
+    takes a moment to stop it; the next run deletes the file and adds the same magnet again, so it
+    starts once this one is complete."""
+    from colabmagic.services import aria2 as service
+
+    daemon = service.current()
+    deadline = time.monotonic() + timeout
+    while daemon is not None and not daemon.get(gid).done:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"torrent {gid} still seeding after {timeout:.0f} s with seed time 0")
+        time.sleep(0.05)
+
+
 def _torrent(ctx: Context, payload: Path, ours_dir: Path, theirs_dir: Path) -> List[Result]:
     from colabmagic.demo.swarm import LocalSwarm
 
@@ -186,6 +201,7 @@ def _torrent(ctx: Context, payload: Path, ours_dir: Path, theirs_dir: Path) -> L
             _settled(ours_dir)
             took = timed(lambda: ctx.cell(f'%aria2 add "{swarm.magnet}" --dir {ours_dir} --wait'))
             _check(ours_dir / payload.name, size)
+            _seeding_over(ctx.shell.user_ns["_bench"].gid)
             return took
 
         def theirs() -> float:

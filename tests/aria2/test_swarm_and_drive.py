@@ -53,6 +53,13 @@ def test_wait_ends_when_the_torrent_is_whole_while_it_goes_on_seeding(
     assert sha256(str(target / "shared.bin")) == swarm["sha256"]
     listing = aip.cell("%aria2 status").value
     assert [row[2] for row in listing.rows if row[0] == whole.gid] == ["seeding"]
+
+    # The cell run again while it seeds: aria2 refuses the same torrent twice; the wait follows the
+    # one already there instead of failing, and leaves no error row behind.
+    again = aip.cell(f'%aria2 add "{magnet}" --dir {target} --seed-time 10 --wait').value
+    assert again.gid == whole.gid and again.seeding
+    statuses = [row[2] for row in aip.cell("%aria2 status").value.rows]
+    assert "error" not in statuses and statuses.count("seeding") == 1, statuses
     aip.cell(f"%aria2 remove {whole.gid}")
 
 

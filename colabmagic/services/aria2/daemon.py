@@ -472,6 +472,10 @@ class Aria2:
                 while d.done and d.followed_by:
                     gids[i] = g = d.followed_by[0]
                     d = self.get(g)
+                twin = self._registered_twin(d)
+                if twin is not None:  # the same torrent was already here (a cell run again): follow it
+                    gids[i] = g = twin
+                    d = self.get(g)
                 current.append(d)
                 if d.total and g not in warned:
                     warned.add(g)
@@ -501,6 +505,23 @@ class Aria2:
                 raise DownloadError(f"downloads still running after {timeout:.0f}s: {', '.join(gids)}")
             pause = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
             events.wait(pause)
+
+    def _registered_twin(self, d: Download) -> Optional[str]:
+        """For a torrent aria2 refused because the same one is already running or queued (added again by
+        a cell run a second time, say while the first one still seeds), the running one's gid; the
+        refused copy is dropped from the finished list. Else None."""
+        if not (d.failed and d.error_code == dl.DUPLICATE_INFO_HASH and d.info_hash):
+            return None
+        keys = ["gid", "infoHash"]
+        active, waiting = self._calls(("aria2.tellActive", [keys]), ("aria2.tellWaiting", [0, 1000, keys]))
+        for status in [*active, *waiting]:
+            if status.get("infoHash") == d.info_hash and status.get("gid") != d.gid:
+                try:
+                    self._call("aria2.removeDownloadResult", d.gid)
+                except ColabMagicError:
+                    pass
+                return str(status["gid"])
+        return None
 
     def notifications(self) -> Notifications:
         """aria2's own download events from its WebSocket RPC (a timer when that cannot be opened)."""

@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 from ... import display
 from . import placement
 
+DUPLICATE_INFO_HASH = "12"  # aria2's error_code::DUPLICATE_INFO_HASH: "InfoHash %s is already registered."
+
 STATUS_KEYS = [
     "gid", "status", "totalLength", "completedLength", "downloadSpeed", "uploadSpeed", "dir",
     "files", "bittorrent", "errorCode", "errorMessage", "followedBy", "following", "infoHash",
@@ -39,6 +41,8 @@ class Download:
     followed_by: Sequence[str] = ()
     staged_in: Optional[str] = None
     seeding: bool = False  # a torrent with every piece in and checked, still "active" while it seeds
+    info_hash: str = ""  # a torrent's (hex), else ""
+    error_code: str = ""  # aria2's exit status for a failed download (DUPLICATE_INFO_HASH, ...)
 
     @property
     def done(self) -> bool:
@@ -149,6 +153,8 @@ def from_status(status: Dict[str, Any]) -> Download:
         completed=done,
         error=error,
         seeding=seeding,
+        info_hash=str(status.get("infoHash") or ""),
+        error_code=str(status.get("errorCode") or "") if state == "error" else "",
         followed_by=tuple(status.get("followedBy") or ()),
         staged_in=staged_in,
     )
