@@ -199,9 +199,10 @@ def _torrent(ctx: Context, payload: Path, ours_dir: Path, theirs_dir: Path) -> L
     try:
         def ours() -> float:
             _settled(ours_dir)
-            took = timed(lambda: ctx.cell(f'%aria2 add "{swarm.magnet}" --dir {ours_dir} --wait'))
+            added: list = []
+            took = timed(lambda: added.append(ctx.cell(f'%aria2 add "{swarm.magnet}" --dir {ours_dir} --wait')))
             _check(ours_dir / payload.name, size)
-            _seeding_over(ctx.shell.user_ns["_bench"].gid)
+            _seeding_over(added[0].gid)
             return took
 
         def theirs() -> float:

@@ -512,15 +512,13 @@ class Aria2:
         refused copy is dropped from the finished list. Else None."""
         if not (d.failed and d.error_code == dl.DUPLICATE_INFO_HASH and d.info_hash):
             return None
-        keys = ["gid", "infoHash"]
-        active, waiting = self._calls(("aria2.tellActive", [keys]), ("aria2.tellWaiting", [0, 1000, keys]))
-        for status in [*active, *waiting]:
-            if status.get("infoHash") == d.info_hash and status.get("gid") != d.gid:
+        for other in self.pending():
+            if other.info_hash == d.info_hash and other.gid != d.gid:
                 try:
                     self._call("aria2.removeDownloadResult", d.gid)
                 except ColabMagicError:
                     pass
-                return str(status["gid"])
+                return other.gid
         return None
 
     def notifications(self) -> Notifications:

@@ -59,10 +59,15 @@ class Download:
     def failed(self) -> bool:
         return self.status in ("error", "removed")
 
+    @property
+    def shown_status(self) -> str:
+        """The status as the card and the table show it: "seeding" for a whole torrent aria2 calls active."""
+        return "seeding" if self.seeding else self.status
+
     def _fields(self) -> List[Any]:
         fields: List[Any] = [
             ("gid", self.gid),
-            ("status", f"{self.status} (seeding)" if self.seeding else self.status),
+            ("status", self.shown_status),
             ("progress", display.bar_text(self.progress)),
             ("size", display.human_bytes(self.total) if self.total else "unknown"),
             ("speed", f"{display.human_bytes(self.speed)}/s"),
@@ -165,7 +170,7 @@ def table(downloads: Sequence[Download], title: str = "aria2 downloads") -> disp
         [
             d.gid,
             d.name[:48],
-            "seeding" if d.seeding else d.status,
+            d.shown_status,
             display.bar_text(d.progress),
             display.human_bytes(d.total) if d.total else "?",
             f"{display.human_bytes(d.speed)}/s" if d.status == "active" else "",
